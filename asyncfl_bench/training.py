@@ -39,11 +39,14 @@ def num_steps(n: int, local: dict) -> int:
 
 
 def make_optimizer(params, local: dict) -> torch.optim.Optimizer:
+    # foreach: one multi-tensor kernel per update op instead of one per parameter; the same
+    # arithmetic, bit-identical results (tests/test_training.py), and on the femnist ci CNN
+    # 1.6× faster local Adam training on CPU, where torch does not pick it by default
     if local["optimizer"] == "sgd":
         return torch.optim.SGD(params, lr=local["lr"], momentum=local["momentum"],
-                               weight_decay=local["weight_decay"])
+                               weight_decay=local["weight_decay"], foreach=True)
     if local["optimizer"] == "adam":
-        return torch.optim.Adam(params, lr=local["lr"], weight_decay=local["weight_decay"])
+        return torch.optim.Adam(params, lr=local["lr"], weight_decay=local["weight_decay"], foreach=True)
     raise UserError(f"unknown local optimizer '{local['optimizer']}'; valid: sgd, adam")
 
 

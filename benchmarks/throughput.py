@@ -23,11 +23,11 @@ import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from asyncfl_bench.batched import BatchedTrainer, choose_path
+from asyncfl_bench.batched import BatchedTrainer, choose_path, unsupported_reason
 from asyncfl_bench.config import SETUP_DEFAULTS, deep_merge
 from asyncfl_bench.params import Layout
 from asyncfl_bench.tasks.digits import Digits
-from asyncfl_bench.tasks.models import FemnistCNN, ImageCNN, ResNet18
+from asyncfl_bench.tasks.models import FemnistCNN, ImageCNN, ResNet18, TextClassifier
 from asyncfl_bench.tasks.presets import CI_LOCAL
 from asyncfl_bench.training import LocalTrainer, job_seed
 
@@ -52,14 +52,32 @@ def synthetic_case(name, build, shape, classes, local, concurrency, clients=40, 
                 clients=[torch.arange(a, b) for a, b in zip(bounds[:-1], bounds[1:])])
 
 
+def text_case(concurrency=8, clients=20, per_client=(200, 800), max_len=64, vocab=30522, width=384):
+    """The 20newsgroups ci model (one encoder layer, d_model 64, over a frozen 384-wide
+    table, 64 tokens) on random token ids; Adam at the ci preset's lr."""
+    g = torch.Generator().manual_seed(0)
+    table = torch.randn(vocab, width, generator=g) * 0.05
+    sizes = torch.randint(per_client[0], per_client[1], (clients,), generator=g).tolist()
+    x = torch.randint(1, vocab, (sum(sizes), max_len), generator=g)
+    y = torch.randint(0, 20, (sum(sizes),), generator=g)
+    bounds = np.cumsum([0] + sizes)
+    return dict(name="20newsgroups ci transformer",
+                build=lambda: TextClassifier(table, 20, 0, max_len, d_model=64, layers=1, heads=2),
+                local=dict(CI_LOCAL, lr=3e-3), x=x, y=y, concurrency=concurrency,
+                clients=[torch.arange(a, b) for a, b in zip(bounds[:-1], bounds[1:])])
+
+
 def cases():
     # femnist ci: ImageCNN(1, 28, 62) with CI_LOCAL (Adam, batch 32, 10 steps), 10 in flight
     femnist = synthetic_case("femnist ci CNN", lambda: ImageCNN(1, 28, 62, [0.5], [0.25]), (1, 28, 28), 62,
                              dict(CI_LOCAL), 10)
+    # cifar10/100 ci: ImageCNN(3, 32, 10), 8 in flight (train_subset 10000 over 20 clients)
+    cifar = synthetic_case("cifar ci CNN", lambda: ImageCNN(3, 32, 10, [0.5] * 3, [0.25] * 3), (3, 32, 32), 10,
+                           dict(CI_LOCAL), 8, clients=20, per_client=(200, 800))
     # the cifar tasks' ResNet-18 layout at 1/8 width with GroupNorm (BatchNorm cannot be stacked)
     resnet = synthetic_case("ResNet-18/8 GroupNorm", lambda: ResNet18(10, [0.5] * 3, [0.25] * 3, "group", 3, 8),
                             (3, 32, 32), 10, dict(CI_LOCAL), 10)
-    return [digits_case(), femnist, resnet]
+    return [digits_case(), femnist, cifar, text_case(), resnet]
 
 
 def measure(case, device, reps):
@@ -73,17 +91,17 @@ def measure(case, device, reps):
     clients = [c.to(dev) for c in case["clients"][:k]]
     seeds = [job_seed(0, c, 0) for c in range(k)]
     seq = LocalTrainer(build, layout, local, dev)
-    bat = BatchedTrainer(build, layout, local, dev)
     path = choose_path("auto", model, layout, local, dev, k, x[:1])
+    stackable = unsupported_reason(model, layout) is None
 
     def sequential():
         return [seq.train(base, x[c], y[c], s) for c, s in zip(clients, seeds)]
 
-    def batched():
-        return bat.train_many([base] * k, x, y, clients, seeds)
-
-    auto = batched if path.group > 1 else sequential
-    runs = {"sequential": sequential, "batched": batched, "auto": auto}
+    runs = {"sequential": sequential}
+    if stackable:   # else the only path is sequential, and auto takes it
+        bat = BatchedTrainer(build, layout, local, dev)
+        runs["batched"] = lambda: bat.train_many([base] * k, x, y, clients, seeds)
+    runs["auto"] = runs["batched"] if path.group > 1 else sequential
     for fn in runs.values():   # warm-up
         fn()
     times = {name: [] for name in runs}
@@ -97,12 +115,12 @@ def measure(case, device, reps):
                 torch.cuda.synchronize()
             times[name].append(time.perf_counter() - t0)
     med = {name: statistics.median(t) for name, t in times.items()}
-    best = min(med["sequential"], med["batched"])
+    bat_t = med.get("batched", float("nan"))
+    best = min(med["sequential"], bat_t) if stackable else med["sequential"]
     return {"model": case["name"], "device": device, "jobs": k, "batch_size": local["batch_size"],
-            "seq_updates_per_s": k / med["sequential"], "batched_updates_per_s": k / med["batched"],
-            "auto_updates_per_s": k / med["auto"], "auto_path": path.describe(),
-            "batched_over_seq": med["sequential"] / med["batched"],
-            "auto_slowdown_vs_best": med["auto"] / best - 1}
+            "seq_updates_per_s": k / med["sequential"], "batched_updates_per_s": k / bat_t,
+            "auto_updates_per_s": k / med["auto"], "auto_path": path.describe() if stackable else "sequential (fallback)",
+            "batched_over_seq": med["sequential"] / bat_t, "auto_slowdown_vs_best": med["auto"] / best - 1}
 
 
 def flop_rate(case, device, reps, size=2048):
@@ -140,7 +158,7 @@ def flop_rate(case, device, reps, size=2048):
 def flop_cases():
     """The femnist ci CNN, and the paper's FEMNIST CNN (the ``small``/``paper`` presets' model)."""
     paper = synthetic_case("femnist paper CNN", lambda: FemnistCNN(62), (1, 28, 28), 62, dict(CI_LOCAL), 10)
-    return [cases()[1], paper]
+    return [next(c for c in cases() if c["name"] == "femnist ci CNN"), paper]
 
 
 def machine() -> str:

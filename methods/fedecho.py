@@ -49,6 +49,7 @@ import torch.nn.functional as F
 
 from asyncfl_bench.errors import UserError
 from asyncfl_bench.methods.base import ClientUpdate, Method, ServerOptimizer
+from asyncfl_bench.methods.distill.synthesis import default_forward
 from asyncfl_bench.params import weighted_mean
 from asyncfl_bench.spec import parse_spec
 from asyncfl_bench.staleness import make_staleness
@@ -132,6 +133,7 @@ class FedEcho(Method):
         self.proxy_x: torch.Tensor | None = None
         self.ensemble: EchoEnsemble | None = None
         self.source = None        # the data-free source of a synthetic U
+        self.forward = default_forward   # how the student reads U (text: packed inputs_embeds)
         if hp.proxy == "heldout":
             x = ctx.extras.get("proxy_x")
             if x is None or len(x) == 0:
@@ -144,6 +146,7 @@ class FedEcho(Method):
             if kind != "fedrevive":
                 raise UserError(f"fedecho.synthesiser '{kind}' unknown; valid: fedrevive[:k=v,...]")
             self.source = FedRevive(ctx, params, **overrides)
+            self.forward = self.source.synth.forward
 
     # -- the client side of a synthetic U: clients record feature statistics ---------
     def payload(self, client: int):
@@ -171,7 +174,8 @@ class FedEcho(Method):
     def _predict(self, params: torch.Tensor) -> torch.Tensor:
         self.ctx.layout.load(self.student, params)
         self.student.eval()
-        logits = torch.cat([self.student(self.proxy_x[i:i + 1024]) for i in range(0, len(self.proxy_x), 1024)])
+        logits = torch.cat([self.forward(self.student, self.proxy_x[i:i + 1024])
+                            for i in range(0, len(self.proxy_x), 1024)])
         return F.softmax(logits.float() / self.hp.temperature, dim=1)
 
     def _distil(self, start: torch.Tensor) -> torch.Tensor:
@@ -182,7 +186,7 @@ class FedEcho(Method):
         n = len(self.proxy_x)
         for _ in range(hp.distill_steps):
             idx = torch.randperm(n, generator=self.rng)[:hp.distill_batch]
-            loss = echo_loss(model(self.proxy_x[idx.to(self.proxy_x.device)]),
+            loss = echo_loss(self.forward(model, self.proxy_x[idx.to(self.proxy_x.device)]),
                              self.ensemble.mean(idx).to(self.ctx.device), hp.alpha_min, hp.alpha_max,
                              hp.temperature)
             opt.zero_grad(set_to_none=True)

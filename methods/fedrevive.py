@@ -25,6 +25,15 @@ conv-output mean/variance, updated with momentum 0.1 during local training. Here
 client regulariser (which adds no loss) folds forward-hook statistics into the
 job's payload, which comes back with the update (``distill.feature_stats``).
 Inputs: ``ctx.extras["input_shape"]`` (C, H, W); synthetic images lie in [0, 1].
+
+Text (tasks whose ``extras["input_kind"]`` is ``"tokens"``): no generator network.
+Synthesis starts from an LM-written corpus (``asyncfl-bench data lm-corpus``; the
+``corpus`` parameter picks it, ``auto`` = the newest for the task), optimises the
+snippets' embeddings (lr_z) behind ``prompt_vectors`` meta-learned prompt vectors
+(``distill.text_synthesis``); teachers and student read ``inputs_embeds``; L_BN
+matches the encoder layers' token means only, as the reference's text trackers do;
+no augmentation. ``TASK_DEFAULTS["20newsgroups"]`` holds the text settings
+(lr_z 0.1, w_bn 1e-4).
 """
 from __future__ import annotations
 
@@ -38,7 +47,8 @@ from asyncfl_bench.methods.base import ClientUpdate, Method, ServerOptimizer
 from asyncfl_bench.methods.distill.feature_stats import record_running_stats
 from asyncfl_bench.methods.distill.generator import ImageGenerator
 from asyncfl_bench.methods.distill.kd import distill
-from asyncfl_bench.methods.distill.synthesis import SyntheticPool, Synthesiser
+from asyncfl_bench.methods.distill.synthesis import GeneratorSource, SyntheticPool, Synthesiser
+from asyncfl_bench.methods.distill.text_synthesis import SnippetSource, text_forward
 from asyncfl_bench.methods.distill.teachers import (ProxyEstimator, Teacher, TeacherBuffer,
                                                     probe_class_proportions)
 from asyncfl_bench.params import weighted_mean
@@ -47,6 +57,8 @@ TASK_DEFAULTS = {
     # reference SampleConfigFiles/femnist/fedrevive.json
     "femnist": {"lr_g": 1e-2, "lr_z": 3e-3, "w_bn": 0.3, "freeze_versions": 400,
                 "warmup_versions": 500, "server_lr": 0.05},
+    # the reference's text path: snippet embeddings at lr 0.1, w_bn 1e-4
+    "20newsgroups": {"lr_z": 0.1, "w_bn": 1e-4},
 }
 
 
@@ -101,6 +113,11 @@ class FedRevive(Method):
         "stats_momentum": 0.1,
         "aug_pad": 4,                  # random crop with this padding
         "aug_flip": True,
+        # text tasks only
+        "corpus": "auto",              # LM corpus folder, or the newest for the task
+        "prompt_vectors": 4,           # P, meta-learned prompt vectors
+        "active_min": 0.5,             # active snippet tokens: a fraction of L − P, from …
+        "active_max": 1.0,             # … to (the reference: 64–128 of 128)
     }
 
     def __init__(self, ctx, params, **hparams):
@@ -110,7 +127,6 @@ class FedRevive(Method):
                     "kd_steps", "kd_batch", "proxy_probes", "proxy_uploads"):
             if getattr(hp, key) < 1:
                 raise UserError(f"fedrevive.{key} must be ≥ 1, got {getattr(hp, key)}")
-        self.shape = input_shape(ctx)
         self.beta = make_beta(hp.beta)
         self.rng = torch.Generator().manual_seed(int(ctx.seed) * 1_000_003 + 0xFED)
         self.opt = ServerOptimizer(hp.server_lr)
@@ -118,17 +134,53 @@ class FedRevive(Method):
         self.teachers = TeacherBuffer(hp.teachers)
         self.proxy = ProxyEstimator(hp.proxy_uploads)
         self.pool = SyntheticPool(hp.pool_size)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(ctx.seed)
-            generator = ImageGenerator(self.shape, hp.nz, hp.ngf).to(ctx.device)
-        self.synth = Synthesiser(generator, ctx.num_classes, self.pool, self.rng, steps=hp.synth_steps,
-                                 batch=hp.synth_batch, lr_g=hp.lr_g, lr_z=hp.lr_z, emb_weight=hp.emb_weight,
-                                 w_bn=hp.w_bn, w_ce=hp.w_ce, w_adv=hp.w_adv, aug_pad=hp.aug_pad,
-                                 aug_flip=hp.aug_flip)
         *self.teacher_models, self.student = frozen_models(ctx, hp.teachers + 1, ctx.seed)
+        self.corpus: dict = {}
+        if ctx.extras.get("input_kind") == "tokens":
+            self.source = self._snippet_source()
+            self.synth = Synthesiser(self.source, ctx.num_classes, self.pool, self.rng, steps=hp.synth_steps,
+                                     batch=hp.synth_batch, w_bn=hp.w_bn, w_ce=hp.w_ce, w_adv=hp.w_adv,
+                                     aug_pad=0, aug_flip=False, forward=text_forward, match_variance=False)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(ctx.seed)
+                generator = ImageGenerator(input_shape(ctx), hp.nz, hp.ngf).to(ctx.device)
+            self.source = GeneratorSource(generator, ctx.num_classes, self.rng, lr_g=hp.lr_g, lr_z=hp.lr_z,
+                                          emb_weight=hp.emb_weight)
+            self.synth = Synthesiser(self.source, ctx.num_classes, self.pool, self.rng, steps=hp.synth_steps,
+                                     batch=hp.synth_batch, w_bn=hp.w_bn, w_ce=hp.w_ce, w_adv=hp.w_adv,
+                                     aug_pad=hp.aug_pad, aug_flip=hp.aug_flip)
         self.last_synth: int | None = None
         self.log = {"probe_seconds": 0.0, "distill_seconds": 0.0, "distillations": 0, "revivals": 0,
                     "beta_sum": 0.0, "arrivals": 0, "kd_loss_last": None}
+
+    def _snippet_source(self) -> SnippetSource:
+        """The text source: the task's LM corpus, tokenised as the task tokenises."""
+        from asyncfl_bench.data.lm_corpus import find_corpus, read_corpus
+        ctx, hp = self.ctx, self.hp
+        extras = ctx.extras
+        if not hasattr(self.student, "embed") or "encode" not in extras or "task" not in extras:
+            raise UserError("fedrevive on text needs a classifier with a frozen embedding table (embed) and the "
+                            "task's tokenizer (extras['encode'], extras['task']); fix: use a text task such as "
+                            "20newsgroups")
+        max_len = int(extras["max_len"])
+        if not 1 <= hp.prompt_vectors < max_len:
+            raise UserError(f"fedrevive.prompt_vectors must be in 1 … {max_len - 1}, got {hp.prompt_vectors}")
+        if not 0 < hp.active_min <= hp.active_max <= 1:
+            raise UserError(f"fedrevive.active_min/active_max must satisfy 0 < min ≤ max ≤ 1, got "
+                            f"{hp.active_min}/{hp.active_max}")
+        folder = find_corpus(extras["task"], hp.corpus)
+        texts, labels, prov = read_corpus(folder)
+        if len(prov["topics"]) != ctx.num_classes:
+            raise UserError(f"the LM corpus in {folder} has {len(prov['topics'])} topics but the task has "
+                            f"{ctx.num_classes} classes; fix: asyncfl-bench data lm-corpus --task {extras['task']}")
+        ids = torch.as_tensor(extras["encode"](texts, max_len - hp.prompt_vectors))
+        table = self.student.embeddings
+        self.corpus = {"corpus": folder.name, "corpus_lm": prov["lm"], "corpus_size": len(texts)}
+        return SnippetSource(self.student.embed, ids, torch.as_tensor(labels), ctx.num_classes, max_len,
+                             table.shape[1], float(table.std()), self.rng, prompt_len=hp.prompt_vectors,
+                             active=(hp.active_min, hp.active_max), lr_g=hp.lr_g, lr_z=hp.lr_z,
+                             steps=hp.synth_steps, device=ctx.device)
 
     # -- client side: record feature statistics while training ----------------
     def payload(self, client: int) -> dict:
@@ -149,8 +201,8 @@ class FedRevive(Method):
             t0 = time.perf_counter()
             probe = self.teacher_models[0]
             self.ctx.layout.load(probe, update.params)
-            q = probe_class_proportions(probe, self.shape, self.hp.proxy_probes, self.hp.proxy_temperature,
-                                        self.rng, self.ctx.device)
+            q = probe_class_proportions(probe, self.source.probe_inputs(self.hp.proxy_probes),
+                                        self.hp.proxy_temperature, self.synth.forward)
             self.proxy.add(c, q)
             self.teachers.set_q(c, self.proxy.get(c))
             self.log["probe_seconds"] += time.perf_counter() - t0
@@ -191,7 +243,7 @@ class FedRevive(Method):
         self.student.requires_grad_(True)
         losses = distill(self.student, models, q, self.pool, self.rng, steps=hp.kd_steps, batch=hp.kd_batch,
                          lr=hp.kd_lr, weight_decay=hp.kd_weight_decay, temperature=hp.temperature,
-                         augment=self.synth.augment, guard=self.synth.guard)
+                         augment=self.synth.augment, guard=self.synth.guard, forward=self.synth.forward)
         self.student.requires_grad_(False)
         self.log["distill_seconds"] += time.perf_counter() - t0
         self.log["distillations"] += 1
@@ -217,7 +269,7 @@ class FedRevive(Method):
         return {"synthesis_seconds": self.synth.seconds, "syntheses": self.synth.count,
                 "distill_seconds": self.log["distill_seconds"], "distillations": self.log["distillations"],
                 "probe_seconds": self.log["probe_seconds"], "revived_updates": self.log["revivals"],
-                "mean_beta": self.log["beta_sum"] / n, "pool_size": len(self.pool)}
+                "mean_beta": self.log["beta_sum"] / n, "pool_size": len(self.pool), **self.corpus}
 
     def server_state(self) -> dict:
         return {"buffer": list(self.buffer), "opt": self.opt.state(), "teachers": self.teachers.state(),

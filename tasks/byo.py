@@ -120,7 +120,7 @@ class BringYourOwn(Task):
     def load(self, setup, seed, data_dir=None):
         corpus = self.corpus(setup)
         if corpus.kind == "text":
-            return text_task_data(corpus, setup, seed)
+            return text_task_data(corpus, setup, seed, self.name)
         return image_task_data(corpus, setup, seed)
 
     def model_builder(self, setup, data):

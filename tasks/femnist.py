@@ -46,6 +46,9 @@ class Femnist(CorpusImageTask):
         "small": {"num_clients": 100, "concurrency": 20, "total_arrivals": 2000, "eval_every": 50,
                   "partition": "natural", "model": "femnist_cnn", "target_accuracy": 0.7,
                   "local": {"optimizer": "adam", "lr": 1e-3, "batch_size": 32, "iterations": 25},
-                  "methods": {"fedbuff": {"buffer_size": 10, "server_lr": 1.0, "server_momentum": 0.0}}},
-        "paper": {**copy.deepcopy(PAPER), "model": "femnist_cnn", "target_accuracy": 0.75},
+                  "methods": {"fedbuff": {"buffer_size": 10, "server_lr": 1.0, "server_momentum": 0.0},
+                              "fedrevive": dict(FEDREVIVE_TASK_DEFAULTS["femnist"])}},
+        "paper": {**copy.deepcopy(PAPER), "model": "femnist_cnn", "target_accuracy": 0.75,
+                  "methods": {**copy.deepcopy(PAPER["methods"]),
+                              "fedrevive": dict(FEDREVIVE_TASK_DEFAULTS["femnist"])}},
     }

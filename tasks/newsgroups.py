@@ -25,6 +25,7 @@ import torch
 from asyncfl_bench.data.corpus import Corpus
 from asyncfl_bench.data.imports import import_tokenizers, import_transformers, hide_broken_torchvision
 from asyncfl_bench.errors import UserError
+from asyncfl_bench.methods.fedrevive import TASK_DEFAULTS as FEDREVIVE_TASK_DEFAULTS
 from asyncfl_bench.tasks.base import Task, TaskData
 from asyncfl_bench.tasks.corpus import CORPUS_DEFAULTS, split_for_task, tensor
 from asyncfl_bench.tasks.models import TextClassifier
@@ -33,6 +34,11 @@ from asyncfl_bench.tasks.presets import CI_FEDBUFF, CI_LOCAL, PAPER
 
 TEXT_DEFAULTS = {**CORPUS_DEFAULTS, "encoder": "all-MiniLM-L6-v2", "max_len": 128,
                  "d_model": 0, "layers": 2, "heads": 4, "model": "transformer"}
+# FedRevive's text settings (snippet lr_z 0.1, w_bn 1e-4) with the gates, pool and teacher
+# buffer scaled to the 160-arrival ci run as for digits and femnist
+FEDREVIVE_CI = {**FEDREVIVE_TASK_DEFAULTS["20newsgroups"], "beta": "cosine:s_max=8", "freeze_versions": 20,
+                "warmup_versions": 40, "synth_every": 2, "synth_batch": 32, "pool_size": 1000, "teachers": 5,
+                "kd_steps": 5, "kd_batch": 16}
 MINILM = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 EMBEDDING_KEYS = ("word_embeddings.weight", "embed_tokens.weight", "wte.weight", "shared.weight")
 
@@ -106,7 +112,7 @@ def load_encoder(name: str) -> Encoder:
     return Encoder(encoder_path(name))
 
 
-def text_task_data(corpus: Corpus, setup: dict, seed: int) -> TaskData:
+def text_task_data(corpus: Corpus, setup: dict, seed: int, task: str) -> TaskData:
     if setup["max_len"] < 2:
         raise UserError(f"max_len={setup['max_len']} leaves no room for text; fix: --set max_len=128")
     enc = load_encoder(setup["encoder"])
@@ -117,8 +123,9 @@ def text_task_data(corpus: Corpus, setup: dict, seed: int) -> TaskData:
     if max(x_tr.max(initial=0), x_te.max(initial=0)) >= vocab:
         raise UserError(f"encoder '{setup['encoder']}': token ids exceed its {vocab}-row embedding table; "
                         f"fix: use an encoder whose tokenizer and weights belong together")
+    # encode + task: FedRevive tokenises its LM corpus (data lm-corpus --task) as the task does
     extras = {"input_kind": "tokens", "embeddings": enc.embeddings, "pad_id": enc.pad_id,
-              "tokenizer_path": str(enc.folder), "max_len": setup["max_len"]}
+              "tokenizer_path": str(enc.folder), "max_len": setup["max_len"], "encode": enc.encode, "task": task}
     return TaskData(tensor(x_tr), tensor(train.y), tensor(x_te), tensor(test.y), corpus.num_classes,
                     [torch.from_numpy(p) for p in parts], list(corpus.class_names), extras)
 
@@ -140,20 +147,24 @@ class Newsgroups(Task):
         "ci": {"num_clients": 20, "concurrency": 8, "total_arrivals": 160, "eval_every": 20,
                "partition": "dirichlet", "alpha": 0.5, "test_subset": 2000, "max_len": 64,
                "d_model": 64, "layers": 1, "heads": 2, "target_accuracy": 0.3,
-               "local": dict(CI_LOCAL, lr=3e-3), "methods": copy.deepcopy(CI_FEDBUFF)},
+               "local": dict(CI_LOCAL, lr=3e-3),
+               "methods": {**copy.deepcopy(CI_FEDBUFF), "fedrevive": FEDREVIVE_CI}},
         "small": {"num_clients": 100, "concurrency": 20, "total_arrivals": 2000, "eval_every": 50,
                   "partition": "dirichlet_fixed", "alpha": 0.5, "samples_per_client": 350,
                   "max_len": 128, "d_model": 128, "layers": 2, "heads": 4, "target_accuracy": 0.5,
                   "local": {"optimizer": "adam", "lr": 1e-3, "batch_size": 32, "iterations": 25},
-                  "methods": {"fedbuff": {"buffer_size": 10, "server_lr": 1.0, "server_momentum": 0.0}}},
+                  "methods": {"fedbuff": {"buffer_size": 10, "server_lr": 1.0, "server_momentum": 0.0},
+                              "fedrevive": dict(FEDREVIVE_TASK_DEFAULTS["20newsgroups"])}},
         # a small transformer encoder at the embeddings' own width over frozen embeddings
         "paper": {**copy.deepcopy(PAPER), "max_len": 128, "d_model": 0, "layers": 2, "heads": 4,
-                  "target_accuracy": 0.6},
+                  "target_accuracy": 0.6,
+                  "methods": {**copy.deepcopy(PAPER["methods"]),
+                              "fedrevive": dict(FEDREVIVE_TASK_DEFAULTS["20newsgroups"])}},
     }
 
     def load(self, setup, seed, data_dir=None) -> TaskData:
         from asyncfl_bench.data import load_corpus
-        return text_task_data(load_corpus("20newsgroups", data_dir), setup, seed)
+        return text_task_data(load_corpus("20newsgroups", data_dir), setup, seed, self.name)
 
     def model_builder(self, setup, data):
         return text_model_builder(setup, data, self.name)

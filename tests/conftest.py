@@ -1,4 +1,9 @@
+import json
+from pathlib import Path
+
+import numpy as np
 import pytest
+import torch
 
 from asyncfl_bench.config import resolve
 from asyncfl_bench.registry import get_method, methods
@@ -28,3 +33,42 @@ def make_context(build=None, num_clients: int = 4, concurrency: int = 2, num_cla
     layout = Layout.of(build()) if build is not None else Layout((), (), ())
     return ServerContext(num_clients=num_clients, concurrency=concurrency, num_classes=num_classes, seed=0,
                          device=torch.device("cpu"), layout=layout, build_model=build or (lambda: None), **fields)
+
+
+# -- tiny text data: a two-topic vocabulary, a WordPiece encoder, the 20NG bydate layout
+WORDS = {0: "rocket moon orbit launch nasa".split(), 1: "god faith church bible pray".split()}
+
+
+@pytest.fixture
+def encoder(tmp_path) -> Path:
+    """A real WordPiece tokenizer.json + a safetensors embedding table, in a folder."""
+    from safetensors.torch import save_file
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + WORDS[0] + WORDS[1])}
+    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]",
+                                                       special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    folder = tmp_path / "enc"
+    folder.mkdir()
+    tok.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"pad_token": "[PAD]"}))
+    save_file({"embeddings.word_embeddings.weight": torch.randn(len(vocab), 8, generator=torch.Generator().manual_seed(0))},
+              str(folder / "model.safetensors"))
+    return folder
+
+
+def _docs(n, seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    return [" ".join(rng.choice(WORDS[int(c)], 6)) for c in labels], labels
+
+
+def _bydate(root):
+    for split, n in (("train", 40), ("test", 10)):
+        for i, (text, c) in enumerate(zip(*_docs(n, len(split)))):
+            p = root / f"20news-bydate-{split}" / ["sci.space", "soc.religion.christian"][c] / str(i)
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(text)

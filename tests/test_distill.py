@@ -11,7 +11,7 @@ from asyncfl_bench.methods.distill.feature_stats import (BatchStats, record_runn
                                                          stats_matching_loss, tracked_layers)
 from asyncfl_bench.methods.distill.generator import FeatureGenerator, ImageGenerator, diversity_loss
 from asyncfl_bench.methods.distill.kd import distill, mean_kl
-from asyncfl_bench.methods.distill.synthesis import SyntheticPool, Synthesiser, augment
+from asyncfl_bench.methods.distill.synthesis import GeneratorSource, SyntheticPool, Synthesiser, augment
 from asyncfl_bench.methods.distill.teachers import (ProxyEstimator, TeacherBuffer, Teacher,
                                                     probe_class_proportions, teacher_weights)
 from asyncfl_bench.tasks.models import MLP, SmallCNN
@@ -108,7 +108,7 @@ def biased_teacher(classes, num_classes=10, strength=6.0):
 
 
 def test_noise_probes_recover_a_teachers_dominant_classes():
-    q = probe_class_proportions(biased_teacher([2, 7]), (1, 8, 8), probes=64, temperature=0.8, generator=gen())
+    q = probe_class_proportions(biased_teacher([2, 7]), torch.randn(64, 1, 8, 8, generator=gen()), temperature=0.8)
     assert q.sum() == pytest.approx(1.0)
     assert set(q.topk(2).indices.tolist()) == {2, 7}
     assert q[[2, 7]].sum() > 0.9
@@ -173,25 +173,26 @@ def test_augment_keeps_shape_and_gradient():
 def make_synth(lr_g=0.05, steps=3, meta_steps=1):
     torch.manual_seed(0)
     g = ImageGenerator((1, 8, 8), nz=16, ngf=8)
-    return Synthesiser(g, 10, SyntheticPool(100), gen(), steps=steps, batch=16, lr_g=lr_g, lr_z=0.01,
-                       w_bn=0.0, aug_pad=0, aug_flip=False)
+    rng = gen()
+    return Synthesiser(GeneratorSource(g, 10, rng, lr_g=lr_g, lr_z=0.01), 10, SyntheticPool(100), rng,
+                       steps=steps, batch=16, w_bn=0.0, aug_pad=0, aug_flip=False)
 
 
 def test_reptile_moves_the_slow_generator_toward_the_fast_one_by_its_step():
     """Reptile feeds θ − θ_fast to Adam: on its first step Adam moves every parameter by
     lr_g·sign(θ_fast − θ) (bias-corrected m/√v = ±1), i.e. toward the fast copy."""
     s = make_synth(lr_g=0.01)
-    before = [p.detach().clone() for p in s.generator.parameters()]
+    before = [p.detach().clone() for p in s.source.generator.parameters()]
     captured = {}
-    real_step = s.meta_opt.step
+    real_step = s.source.meta_opt.step
 
     def spy():
-        captured["grads"] = [p.grad.clone() for p in s.generator.parameters()]
+        captured["grads"] = [p.grad.clone() for p in s.source.generator.parameters()]
         real_step()
-    s.meta_opt.step = spy
+    s.source.meta_opt.step = spy
     s.synthesize([biased_teacher([1])], [[]], torch.full((1, 10), 0.1), biased_teacher([0]), adversarial=False)
     moved = 0
-    for p0, p1, gr in zip(before, s.generator.parameters(), captured["grads"]):
+    for p0, p1, gr in zip(before, s.source.generator.parameters(), captured["grads"]):
         mask = gr.abs() > 1e-6
         fast = p0 - gr                                             # θ_fast = θ − (θ − θ_fast)
         step = (p1.detach() - p0)[mask]

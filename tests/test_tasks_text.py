@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from asyncfl_bench.cli import app
 from asyncfl_bench.errors import UserError
+from conftest import _bydate, _docs
 
 runner = CliRunner()
-WORDS = {0: "rocket moon orbit launch nasa".split(), 1: "god faith church bible pray".split()}
 TINY = ["--set", "num_clients=4", "--set", "concurrency=2", "--set", "total_arrivals=8", "--set", "eval_every=4",
         "--set", "partition=iid"]
 
@@ -24,41 +24,6 @@ TINY = ["--set", "num_clients=4", "--set", "concurrency=2", "--set", "total_arri
 def offline_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("ASYNCFL_BENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("ASYNCFL_BENCH_OFFLINE", "1")
-
-
-@pytest.fixture
-def encoder(tmp_path) -> Path:
-    """A real WordPiece tokenizer.json + a safetensors embedding table, in a folder."""
-    from safetensors.torch import save_file
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-
-    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]"] + WORDS[0] + WORDS[1])}
-    tok = Tokenizer(models.WordPiece(vocab, unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]",
-                                                       special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    folder = tmp_path / "enc"
-    folder.mkdir()
-    tok.save(str(folder / "tokenizer.json"))
-    (folder / "tokenizer_config.json").write_text(json.dumps({"pad_token": "[PAD]"}))
-    save_file({"embeddings.word_embeddings.weight": torch.randn(len(vocab), 8, generator=torch.Generator().manual_seed(0))},
-              str(folder / "model.safetensors"))
-    return folder
-
-
-def _docs(n, seed):
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 2, n)
-    return [" ".join(rng.choice(WORDS[int(c)], 6)) for c in labels], labels
-
-
-def _bydate(root):
-    for split, n in (("train", 40), ("test", 10)):
-        for i, (text, c) in enumerate(zip(*_docs(n, len(split)))):
-            p = root / f"20news-bydate-{split}" / ["sci.space", "soc.religion.christian"][c] / str(i)
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_text(text)
 
 
 def test_encoder_tokenizes_with_padding_and_its_embedding_table(encoder):

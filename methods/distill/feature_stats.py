@@ -5,9 +5,12 @@ per-channel mean and variance of its layers' outputs while it trains, and the
 server later asks synthetic inputs to reproduce them (L_BN). Here the trackers
 are forward hooks, so any model works unchanged.
 
-Tracked layers (``tracked_layers``): every convolution; a model without one
-tracks its linear layers except the last (the classifier). Statistics are taken
-over every dimension but the channel one (dim 1), as BatchNorm does.
+Tracked layers (``tracked_layers``): every convolution; else every transformer
+encoder layer (text); else the linear layers except the last (the classifier).
+Statistics are per channel: over every dimension but dim 1, as BatchNorm does; for
+an encoder layer's (batch, token, width) output over the tokens that are not padding
+(the layer's ``src_key_padding_mask``), as the reference's text trackers average
+over active tokens.
 """
 from __future__ import annotations
 
@@ -17,10 +20,13 @@ import torch
 from torch import nn
 
 CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+SEQUENCE = (nn.TransformerEncoderLayer,)
 
 
 def tracked_layers(model: nn.Module, kinds: tuple[type, ...] = CONV) -> list[nn.Module]:
     layers = [m for m in model.modules() if isinstance(m, kinds)]
+    if not layers:  # a transformer: its encoder layers
+        layers = [m for m in model.modules() if isinstance(m, SEQUENCE)]
     if not layers:  # an MLP: its hidden linear layers
         linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
         layers = linears[:-1]
@@ -31,6 +37,17 @@ def batch_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and (biased) variance of a batch of activations."""
     dims = [d for d in range(x.dim()) if d != 1]
     return x.mean(dim=dims), x.var(dim=dims, unbiased=False)
+
+
+def layer_stats(module: nn.Module, kwargs: dict, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A tracked layer's statistics; an encoder layer's over its non-padding tokens."""
+    if isinstance(module, SEQUENCE):
+        pad = kwargs.get("src_key_padding_mask")
+        if pad is None:
+            return batch_stats(output.reshape(-1, output.shape[-1]))
+        pad = pad if pad.dtype == torch.bool else pad != 0     # a float mask holds −inf at padding
+        return batch_stats(output[~pad])
+    return batch_stats(output)
 
 
 class BatchStats:
@@ -46,12 +63,12 @@ class BatchStats:
         self._handles = []
 
     def _hook(self, i):
-        def fn(module, inputs, output):
-            self.stats[i] = batch_stats(output)
+        def fn(module, args, kwargs, output):
+            self.stats[i] = layer_stats(module, kwargs, output)
         return fn
 
     def __enter__(self) -> "BatchStats":
-        self._handles = [m.register_forward_hook(self._hook(i)) for i, m in enumerate(self.layers)]
+        self._handles = [m.register_forward_hook(self._hook(i), with_kwargs=True) for i, m in enumerate(self.layers)]
         return self
 
     def __exit__(self, *exc) -> None:
@@ -67,12 +84,12 @@ class _LastBatch:
         layers = tracked_layers(model, kinds)
         self.stats: list = [None] * len(layers)
         for i, m in enumerate(layers):
-            m.register_forward_hook(self._hook(i))
+            m.register_forward_hook(self._hook(i), with_kwargs=True)
 
     def _hook(self, i):
-        def fn(module, inputs, output):
+        def fn(module, args, kwargs, output):
             with torch.no_grad():
-                self.stats[i] = tuple(s.detach() for s in batch_stats(output))
+                self.stats[i] = tuple(s.detach() for s in layer_stats(module, kwargs, output))
         return fn
 
 
@@ -107,9 +124,12 @@ def record_running_stats(record: dict, model: nn.Module, momentum: float = 0.1,
     record["steps"] = record.get("steps", 0) + 1
 
 
-def stats_matching_loss(batch: list, target: list) -> torch.Tensor:
-    """Σ_l ‖μ_l − μ̂_l‖₂ + ‖σ²_l − σ̂²_l‖₂ (unsquared L2, FedRevive's L_BN)."""
+def stats_matching_loss(batch: list, target: list, variance: bool = True) -> torch.Tensor:
+    """Σ_l ‖μ_l − μ̂_l‖₂ + ‖σ²_l − σ̂²_l‖₂ (unsquared L2, FedRevive's L_BN); the
+    reference's text path matches the means only (``variance=False``)."""
     loss = batch[0][0].new_zeros(()) if batch else torch.zeros(())
     for (m, v), (tm, tv) in zip(batch, target):
-        loss = loss + (m - tm).norm(2) + (v - tv).norm(2)
+        loss = loss + (m - tm).norm(2)
+        if variance:
+            loss = loss + (v - tv).norm(2)
     return loss

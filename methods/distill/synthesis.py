@@ -1,9 +1,9 @@
 """FedRevive's meta-learned synthesiser and the bounded pool of synthetic samples.
 
 One synthesis (reference ``FastMetaSynthesizer.synthesize``):
-1. targets y ~ mean_k q_k; fresh noise z and class embeddings e (trainable, lr_z);
-2. clone the slow generator into a fast copy; K_synth Adam steps (betas 0.5/0.999)
-   on the fast copy, z and e, minimising
+1. targets y ~ mean_k q_k;
+2. the *source* starts a fast copy of its meta-learned part plus per-batch synthesis
+   variables; K_synth Adam steps (betas 0.5/0.999) on them minimise
        L = w_bn·L_BN + w_ce·L_CE + w_adv·L_adv,
    each term weighted per sample by w_k(y):
        L_BN  = Σ_k (Σ_i w_k(y_i)/B) · Σ_l ‖μ_l,k(x) − μ̂_l,k‖ + ‖σ²_l,k(x) − σ̂²_l,k‖  (recorded stats)
@@ -11,9 +11,12 @@ One synthesis (reference ``FastMetaSynthesizer.synthesize``):
        L_adv = −(1/B) Σ_i Σ_k w_k(y_i) · KL(T_k(x_i) ‖ S(x_i)) · [argmax T_k = argmax S]
    (L_adv only once ``adversarial`` is on: after the warm-up);
 3. keep the lowest-loss batch of the K_synth steps in the pool;
-4. Reptile: the slow generator's Adam gets θ − θ_fast as its gradient.
+4. Reptile: the slow part's Adam gets θ − θ_fast as its gradient.
 
-The synthesiser only needs ``forward(model, x)``; the image path feeds images.
+Sources: ``GeneratorSource`` (images: the class-conditional generator is the slow
+part, noise z and class embeddings the variables) and, in ``text_synthesis``,
+``SnippetSource`` (text: meta-learned prompt vectors; LM-written snippets' embeddings
+the variables). The synthesiser itself only needs ``forward(model, x)``.
 """
 from __future__ import annotations
 
@@ -117,17 +120,62 @@ def default_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model(x)
 
 
-class Synthesiser:
-    def __init__(self, generator: nn.Module, num_classes: int, pool: SyntheticPool, rng: torch.Generator, *,
-                 steps: int = 2, batch: int = 64, lr_g: float = 3e-3, lr_z: float = 1e-3,
-                 emb_weight: float = 0.2, w_bn: float = 0.003, w_ce: float = 1.0, w_adv: float = 0.1,
-                 aug_pad: int = 4, aug_flip: bool = True, forward=default_forward):
-        self.generator, self.num_classes, self.pool, self.rng = generator, num_classes, pool, rng
-        self.steps, self.batch, self.lr_g, self.lr_z, self.emb_weight = steps, batch, lr_g, lr_z, emb_weight
-        self.w_bn, self.w_ce, self.w_adv = w_bn, w_ce, w_adv
-        self.aug_pad, self.aug_flip, self.forward = aug_pad, aug_flip, forward
+def reptile_step(meta_opt: torch.optim.Optimizer, slow: list[torch.Tensor], fast: list[torch.Tensor]) -> None:
+    """Reptile: the slow parameters' optimiser gets θ − θ_fast as their gradient."""
+    meta_opt.zero_grad(set_to_none=True)
+    for p, fp in zip(slow, fast):
+        p.grad = (p.detach() - fp.detach()).clone()
+    meta_opt.step()
+    meta_opt.zero_grad(set_to_none=True)
+
+
+class GeneratorSource:
+    """Images from FedRevive's meta-learned generator: per synthesis a fast copy of the
+    generator (lr_g), fresh noise z and class embeddings e (lr_z)."""
+
+    def __init__(self, generator: nn.Module, num_classes: int, rng: torch.Generator, *, lr_g: float = 3e-3,
+                 lr_z: float = 1e-3, emb_weight: float = 0.2):
+        self.generator, self.num_classes, self.rng = generator, num_classes, rng
+        self.lr_g, self.lr_z, self.emb_weight = lr_g, lr_z, emb_weight
         # eps 1e-8 (the reference uses 0): a parameter the inner steps leave unchanged would give 0/0
         self.meta_opt = torch.optim.Adam(generator.parameters(), lr=lr_g, betas=(0.5, 0.999), eps=1e-8)
+        self.fast: nn.Module | None = None
+
+    def begin(self, y: torch.Tensor):
+        """(Adam parameter groups, a function making the batch) for targets y."""
+        nz, device = self.generator.nz, y.device
+        z = torch.randn(len(y), nz, generator=self.rng).to(device).requires_grad_()
+        emb = torch.randn(self.num_classes, nz, generator=self.rng).to(device).requires_grad_()
+        fast = self.fast = copy.deepcopy(self.generator)
+        groups = [{"params": list(fast.parameters()), "lr": self.lr_g}, {"params": [z, emb], "lr": self.lr_z}]
+        return groups, lambda: fast(z, y, emb, self.emb_weight)
+
+    def end(self) -> None:
+        reptile_step(self.meta_opt, list(self.generator.parameters()), list(self.fast.parameters()))
+        self.fast = None
+
+    def probe_inputs(self, n: int) -> torch.Tensor:
+        """N(0, I) images for the proxy class proportions."""
+        device = next(self.generator.parameters()).device
+        return torch.randn(n, *self.generator.input_shape, generator=self.rng).to(device)
+
+    def state(self) -> dict:
+        return {"generator": self.generator.state_dict(), "meta_opt": self.meta_opt.state_dict()}
+
+    def load(self, state: dict) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.meta_opt.load_state_dict(state["meta_opt"])
+
+
+class Synthesiser:
+    def __init__(self, source, num_classes: int, pool: SyntheticPool, rng: torch.Generator, *,
+                 steps: int = 2, batch: int = 64, w_bn: float = 0.003, w_ce: float = 1.0,
+                 w_adv: float = 0.1, aug_pad: int = 4, aug_flip: bool = True, forward=default_forward,
+                 match_variance: bool = True):
+        self.source, self.num_classes, self.pool, self.rng = source, num_classes, pool, rng
+        self.steps, self.batch = steps, batch
+        self.w_bn, self.w_ce, self.w_adv = w_bn, w_ce, w_adv
+        self.aug_pad, self.aug_flip, self.forward, self.match_variance = aug_pad, aug_flip, forward, match_variance
         self.guard = LossGuard()
         self.seconds, self.count = 0.0, 0
 
@@ -142,23 +190,19 @@ class Synthesiser:
         w = teacher_weights(q)                                        # (K, C)
         y = torch.multinomial(q.mean(0).cpu(), self.batch, replacement=True, generator=self.rng).to(device)
         sw = w[:, y].T                                                # (B, K): w_k(y_i)
-        nz = self.generator.nz
-        z = torch.randn(self.batch, nz, generator=self.rng).to(device).requires_grad_()
-        emb = torch.randn(self.num_classes, nz, generator=self.rng).to(device).requires_grad_()
-        fast = copy.deepcopy(self.generator)
-        opt = torch.optim.Adam([{"params": fast.parameters()},
-                                {"params": [z, emb], "lr": self.lr_z}], lr=self.lr_g, betas=(0.5, 0.999))
+        groups, make = self.source.begin(y)
+        opt = torch.optim.Adam(groups, betas=(0.5, 0.999))   # every group sets its own lr
         student.eval()
         best, best_x, parts = float("inf"), None, {}
         for _ in range(self.steps):
-            x = fast(z, y, emb, self.emb_weight)
+            x = make()
             xa = self.augment(x)
             logits, l_bn = [], x.new_zeros(())
             for k, t in enumerate(teachers):
                 with BatchStats(t) as bs:
                     logits.append(self.forward(t, xa))
                 if self.w_bn and stats[k]:
-                    l_bn = l_bn + sw[:, k].sum() * stats_matching_loss(bs.stats, stats[k])
+                    l_bn = l_bn + sw[:, k].sum() * stats_matching_loss(bs.stats, stats[k], self.match_variance)
             l_bn = self.guard("bn", l_bn / self.batch)
             ce = torch.stack([F.cross_entropy(lg, y, reduction="none") for lg in logits], 1)   # (B, K)
             l_ce = self.guard("ce", (sw * ce).sum() / self.batch)
@@ -176,24 +220,17 @@ class Synthesiser:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        # Reptile: move the slow generator toward the fast one through its Adam
-        self.meta_opt.zero_grad(set_to_none=True)
-        for p, fp in zip(self.generator.parameters(), fast.parameters()):
-            p.grad = (p.detach() - fp.detach()).clone()
-        self.meta_opt.step()
-        self.meta_opt.zero_grad(set_to_none=True)
+        self.source.end()
         self.pool.add(best_x if best_x is not None else x.detach(), y)
         self.seconds += time.perf_counter() - t0
         self.count += 1
         return {"loss": best, **parts}
 
     def state(self) -> dict:
-        return {"generator": self.generator.state_dict(), "meta_opt": self.meta_opt.state_dict(),
-                "guard": {k: list(v) for k, v in self.guard.values.items()},
+        return {"source": self.source.state(), "guard": {k: list(v) for k, v in self.guard.values.items()},
                 "seconds": self.seconds, "count": self.count}
 
     def load(self, state: dict) -> None:
-        self.generator.load_state_dict(state["generator"])
-        self.meta_opt.load_state_dict(state["meta_opt"])
+        self.source.load(state["source"])
         self.guard.values = {k: list(v) for k, v in state["guard"].items()}
         self.seconds, self.count = state["seconds"], state["count"]

@@ -17,16 +17,14 @@ from torch import nn
 
 
 @torch.no_grad()
-def probe_class_proportions(model: nn.Module, input_shape: tuple[int, ...], probes: int = 64,
-                            temperature: float = 0.8, generator: torch.Generator | None = None,
-                            device=None) -> torch.Tensor:
-    """q = mean over N(0, I) inputs of softmax(logits / T): a label-free proxy of
-    which classes a model was trained on."""
-    device = device or next(model.parameters()).device
+def probe_class_proportions(model: nn.Module, noise: torch.Tensor, temperature: float = 0.8,
+                            forward=None) -> torch.Tensor:
+    """q = mean over noise inputs (N(0, I) images; Gaussian embeddings for text) of
+    softmax(logits / T): a label-free proxy of which classes a model was trained on."""
     was_training = model.training
     model.eval()
-    x = torch.randn(probes, *input_shape, generator=generator).to(device)
-    q = F.softmax(model(x).float() / temperature, dim=1).mean(0)
+    logits = model(noise) if forward is None else forward(model, noise)
+    q = F.softmax(logits.float() / temperature, dim=1).mean(0)
     model.train(was_training)
     return q / q.sum().clamp_min(1e-12)
 

@@ -1,0 +1,34 @@
+"""Local training: the multi-tensor (foreach) optimisers change speed, not numbers."""
+import pytest
+import torch
+
+from asyncfl_bench import training
+from asyncfl_bench.config import SETUP_DEFAULTS
+from asyncfl_bench.params import Layout
+from asyncfl_bench.tasks.models import ImageCNN
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_foreach_optimizer_gives_bit_identical_updates(optimizer, monkeypatch):
+    local = {**SETUP_DEFAULTS["local"], "optimizer": optimizer, "lr": 0.01, "momentum": 0.9,
+             "weight_decay": 1e-4, "batch_size": 8, "iterations": 6}
+    build = lambda: ImageCNN(1, 12, 5, [0.5], [0.25], width=4, hidden=8)   # noqa: E731
+    torch.manual_seed(0)
+    layout = Layout.of(build())
+    base = layout.flatten(build()).clone()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 256, (40, 1, 12, 12), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, 5, (40,), generator=g)
+    fast, fast_loss = training.LocalTrainer(build, layout, local, torch.device("cpu")).train(base, x, y, 3)
+    real = training.make_optimizer
+
+    def per_tensor(params, local):
+        opt = real(params, local)
+        for group in opt.param_groups:
+            assert group["foreach"] is True
+            group["foreach"] = False
+        return opt
+    monkeypatch.setattr(training, "make_optimizer", per_tensor)
+    slow, slow_loss = training.LocalTrainer(build, layout, local, torch.device("cpu")).train(base, x, y, 3)
+    assert not torch.equal(fast, base)
+    assert torch.equal(fast, slow) and fast_loss == slow_loss
