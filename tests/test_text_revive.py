@@ -235,8 +235,9 @@ def test_text_distillation_reduces_student_teacher_kl():
 def write_corpus(folder, per_class=6):
     folder.mkdir(parents=True)
     for c, words in WORDS.items():
-        lines = [json.dumps({"label": c, "topic": words[0], "text": " ".join(words[i:] + words[:i])})
-                 for i in range(per_class)]
+        # U+2028 (a line separator to str.splitlines) turns up in LM text
+        lines = [json.dumps({"label": c, "topic": words[0], "text": " ".join(words[i:] + words[:i]) + "\u2028"},
+                            ensure_ascii=False) for i in range(per_class)]
         (folder / f"class_{c:02d}.jsonl").write_text("\n".join(lines) + "\n")
     (folder / "provenance.json").write_text(json.dumps({"lm": "hand-written", "topics": ["space", "god"],
                                                         "complete": True}))

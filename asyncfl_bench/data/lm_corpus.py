@@ -271,7 +271,8 @@ def read_corpus(folder: Path) -> tuple[list[str], list[int], dict]:
         provenance = json.loads((folder / "provenance.json").read_text())
         texts, labels = [], []
         for c in range(len(provenance["topics"])):
-            for line in (folder / f"class_{c:02d}.jsonl").read_text(encoding="utf-8").splitlines():
+            # split on "\n" only: LM text may hold U+2028 and the like, which splitlines() cuts at
+            for line in filter(None, (folder / f"class_{c:02d}.jsonl").read_text(encoding="utf-8").split("\n")):
                 rec = json.loads(line)
                 texts.append(str(rec["text"]))
                 labels.append(int(rec["label"]))
