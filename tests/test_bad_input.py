@@ -141,12 +141,18 @@ def test_diverging_run_is_recorded_and_exits_2(tmp_path):
 def test_ctrl_c_mid_run_exits_2_and_keeps_the_checkpoint(tmp_path):
     cmd = [sys.executable, "-m", "asyncfl_bench", "run", "--method", "fedbuff", "--results", str(tmp_path / "r"),
            "--set", "total_arrivals=100000", "--set", "eval_every=1000", "--checkpoint-every", "5"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT back to its default: a test run started in the background inherits it ignored,
+    # and Python then never raises KeyboardInterrupt
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline and not list((tmp_path / "r").glob("digits/fedbuff/*/checkpoint.pt")):
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
+    try:
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
     assert proc.returncode == 2, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr
     assert list((tmp_path / "r").glob("digits/fedbuff/*/checkpoint.pt"))
