@@ -31,6 +31,11 @@ def status_(data_dir: Optional[Path] = typer.Option(None, help="Folder with loca
     for r in rows:
         if "fix" in r:
             out.print(f"{r['task']}: {r['fix']}", highlight=False)
+    from asyncfl_bench.data.lm_corpus import list_corpora
+    for c in list_corpora():   # FedRevive's text seed corpora (data lm-corpus)
+        state = "complete" if c["complete"] else "partial: rerun data lm-corpus to finish"
+        out.print(f"LM corpus for {c['task']}: {c['lm']}, {c['per_class']} per class, {c['classes']} classes, "
+                  f"{state} → {c['folder']}", highlight=False)
     if probe:
         out.print("network: the hub is " + ("reachable (data prepare TASK downloads)" if hub_reachable()
                                             else "unreachable (use data prepare TASK --from PATH)"))

@@ -83,6 +83,8 @@ def test_lm_corpus_writes_every_topic_with_provenance_and_resumes(tiny_lm, tmp_p
     # other sampling settings make another corpus
     assert runner.invoke(app, args[:-2] + ["--temperature", "1.0"]).exit_code == 0
     assert len(list(folder.parent.iterdir())) == 2
+    status = " ".join(runner.invoke(app, ["data", "status", "--no-probe"]).output.split())
+    assert status.count("LM corpus for 20newsgroups: lm, 3 per class, 20/20 classes, complete") == 2
 
 
 def test_lm_corpus_bad_input_is_a_clear_error(tmp_path):

@@ -265,6 +265,22 @@ def find_corpus(task: str, spec: str = "auto") -> Path:
     return max(complete)[1]
 
 
+def list_corpora() -> list[dict]:
+    """Every LM corpus in the cache: task, folder, LM, articles per class, complete or not."""
+    rows = []
+    for prov in sorted((cache_root() / "lm-corpus").glob("*/*/provenance.json")):
+        try:
+            meta = json.loads(prov.read_text())
+        except (OSError, ValueError):
+            meta = {}
+        done = len(list(prov.parent.glob("class_*.jsonl")))
+        rows.append({"task": prov.parent.parent.name, "folder": str(prov.parent), "lm": meta.get("lm", "?"),
+                     "per_class": (meta.get("sampling") or {}).get("per_class", "?"),
+                     "classes": f"{done}/{len(meta.get('topics') or [])}",
+                     "complete": bool(meta.get("complete"))})
+    return rows
+
+
 def read_corpus(folder: Path) -> tuple[list[str], list[int], dict]:
     """(texts, labels, provenance) of a complete corpus folder."""
     try:
