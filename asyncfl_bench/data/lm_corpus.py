@@ -28,8 +28,10 @@ and ``provenance.json`` (LM, its file's SHA-256, prompts, sampling, versions, ti
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import io
 import json
 import os
 import time
@@ -134,8 +136,10 @@ def load_lm(lm: dict, device: str = "cpu"):
     where = str(lm["folder"]) if lm["folder"] is not None else lm["label"]
     kwargs = {"gguf_file": lm["gguf"]} if lm["gguf"] else {}
     try:
-        tok = transformers.AutoTokenizer.from_pretrained(where, **kwargs)
-        model = transformers.AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, **kwargs)
+        # GGUF conversion draws its own tqdm bars, one per load; our progress bar is the one that counts
+        with contextlib.redirect_stderr(io.StringIO()):
+            tok = transformers.AutoTokenizer.from_pretrained(where, **kwargs)
+            model = transformers.AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, **kwargs)
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"cannot load the LM '{lm['label']}' ({first}); fix: a hub id needs the network "
