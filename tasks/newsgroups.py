@@ -14,7 +14,9 @@ never downloads).
 from __future__ import annotations
 
 import copy
+import hashlib
 import importlib.util
+import io
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -22,10 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from asyncfl_bench.data.cache import cache_root, fingerprint
 from asyncfl_bench.data.corpus import Corpus
 from asyncfl_bench.data.imports import import_tokenizers, import_transformers, hide_broken_torchvision
 from asyncfl_bench.errors import UserError
 from asyncfl_bench.methods.fedrevive import TASK_DEFAULTS as FEDREVIVE_TASK_DEFAULTS
+from asyncfl_bench.results import atomic_write
 from asyncfl_bench.tasks.base import Task, TaskData
 from asyncfl_bench.tasks.corpus import CORPUS_DEFAULTS, split_for_task, tensor
 from asyncfl_bench.tasks.models import TextClassifier
@@ -97,7 +101,32 @@ class Encoder:
         model = import_transformers().AutoModel.from_pretrained(str(self.folder))
         return model.get_input_embeddings().weight.detach().float()
 
+    def identity(self) -> str:
+        """What the token ids depend on: the tokenizer files (path, size, mtime)."""
+        files = sorted(p for p in self.folder.iterdir() if p.is_file() and not p.suffix == ".safetensors"
+                       and p.name.startswith(("tokenizer", "vocab", "merges", "special_tokens", "spiece")))
+        return "|".join(fingerprint(p) for p in files) or str(self.folder.resolve())
+
     def encode(self, texts: list[str], max_len: int) -> np.ndarray:
+        """Token ids [N, max_len], cached on disk by (tokenizer, max_len, texts):
+        tokenising 20 Newsgroups takes longer than a ci run's training."""
+        h = hashlib.sha256(f"{self.identity()}|{max_len}|{len(texts)}".encode())
+        for t in texts:
+            h.update(t.encode("utf-8", "surrogatepass") + b"\0")
+        path = cache_root() / "tokens" / f"{h.hexdigest()[:24]}.npy"
+        try:
+            ids = np.load(path, allow_pickle=False)
+            if ids.shape == (len(texts), max_len):
+                return ids
+        except (OSError, ValueError):
+            pass          # absent or unreadable: tokenise again and overwrite
+        ids = self.tokenize(texts, max_len)
+        buf = io.BytesIO()
+        np.save(buf, ids, allow_pickle=False)
+        atomic_write(path, buf.getvalue())
+        return ids
+
+    def tokenize(self, texts: list[str], max_len: int) -> np.ndarray:
         """Token ids [N, max_len], truncated and padded with the pad id."""
         if self.fast:
             self.tok.enable_truncation(max_len)

@@ -34,6 +34,23 @@ def test_encoder_tokenizes_with_padding_and_its_embedding_table(encoder):
     assert enc.embeddings.shape == (14, 8) and enc.pad_id == 0
 
 
+def test_token_ids_are_cached_by_tokenizer_length_and_text(encoder, tmp_path, monkeypatch):
+    from asyncfl_bench.tasks.newsgroups import Encoder
+    enc = Encoder(encoder)
+    texts = ["rocket moon", "god faith church"]
+    first = enc.encode(texts, 6)
+    (entry,) = (tmp_path / "cache" / "tokens").iterdir()
+    with monkeypatch.context() as m:
+        m.setattr(enc, "tokenize", lambda *a: pytest.fail("tokenised again"))
+        assert np.array_equal(enc.encode(texts, 6), first)      # read from the cache
+    assert enc.encode(texts, 5).shape == (2, 5)                 # another length: another entry
+    assert enc.encode(texts[::-1], 6)[0].tolist() == first[1].tolist()
+    assert len(list(entry.parent.iterdir())) == 3
+    entry.write_bytes(b"not an array")                           # a damaged entry is rebuilt
+    assert np.array_equal(enc.encode(texts, 6), first)
+    assert np.array_equal(np.load(entry, allow_pickle=False), first)
+
+
 def test_newsgroups_run_on_generated_bydate(tmp_path, encoder):
     _bydate(tmp_path / "data")
     res = runner.invoke(app, ["run", "--task", "20newsgroups", "--method", "fedbuff", "--data-dir",
