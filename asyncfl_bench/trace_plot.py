@@ -48,6 +48,16 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _finish(fig, ax, ylabel: str, title: str, path: Path) -> Path:
+    """The histograms' common labels, legend and grid; saved atomically."""
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_trace(schedule: Schedule, title: str, out_dir: Path, stem: str) -> list[Path]:
     """Duration and staleness histograms as PNGs."""
     import matplotlib
@@ -63,12 +73,8 @@ def plot_trace(schedule: Schedule, title: str, out_dir: Path, stem: str) -> list
     ax.hist(durations.clip(upper=top), bins=60, color="tab:blue", alpha=0.85)
     ax.axvline(durations.mean(), color="k", ls="--", lw=1, label=f"mean {durations.mean():.3g} s")
     ax.set_xlabel("job duration (s)" + (f", clipped at p99.5 = {top:.3g}" if durations.max() > top else ""))
-    ax.set_ylabel("jobs")
-    ax.set_title(f"{title}: job durations ({len(frame)} jobs)")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    written.append(_save(fig, out_dir / f"{stem}-durations.png"))
+    written.append(_finish(fig, ax, "jobs", f"{title}: job durations ({len(frame)} jobs)",
+                           out_dir / f"{stem}-durations.png"))
 
     fig, ax = plt.subplots(figsize=(6.4, 4), dpi=110)
     width = max(1, int(np.ceil((tau.max() + 1) / 80)))       # whole-number bins: no aliasing comb
@@ -78,10 +84,5 @@ def plot_trace(schedule: Schedule, title: str, out_dir: Path, stem: str) -> list
     for value, style, name in ((tau.mean(), "--", "mean"), (np.percentile(tau, 95), ":", "p95")):
         ax.axvline(value, color="k", ls=style, lw=1, label=f"{name} {value:.1f}")
     ax.set_xlabel("staleness (server updates between dispatch and arrival, one update per arrival)")
-    ax.set_ylabel("arrivals")
-    ax.set_title(f"{title}: staleness")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    written.append(_save(fig, out_dir / f"{stem}-staleness.png"))
+    written.append(_finish(fig, ax, "arrivals", f"{title}: staleness", out_dir / f"{stem}-staleness.png"))
     return written

@@ -138,18 +138,18 @@ class FedRevive(Method):
         self.corpus: dict = {}
         if ctx.extras.get("input_kind") == "tokens":
             self.source = self._snippet_source()
-            self.synth = Synthesiser(self.source, ctx.num_classes, self.pool, self.rng, steps=hp.synth_steps,
-                                     batch=hp.synth_batch, w_bn=hp.w_bn, w_ce=hp.w_ce, w_adv=hp.w_adv,
-                                     aug_pad=0, aug_flip=False, forward=text_forward, match_variance=False)
+            self.synth = Synthesiser(self.source, self.pool, self.rng, steps=hp.synth_steps, batch=hp.synth_batch,
+                                     w_bn=hp.w_bn, w_ce=hp.w_ce, w_adv=hp.w_adv, aug_pad=0, aug_flip=False,
+                                     forward=text_forward, match_variance=False)
         else:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(ctx.seed)
                 generator = ImageGenerator(input_shape(ctx), hp.nz, hp.ngf).to(ctx.device)
             self.source = GeneratorSource(generator, ctx.num_classes, self.rng, lr_g=hp.lr_g, lr_z=hp.lr_z,
                                           emb_weight=hp.emb_weight)
-            self.synth = Synthesiser(self.source, ctx.num_classes, self.pool, self.rng, steps=hp.synth_steps,
-                                     batch=hp.synth_batch, w_bn=hp.w_bn, w_ce=hp.w_ce, w_adv=hp.w_adv,
-                                     aug_pad=hp.aug_pad, aug_flip=hp.aug_flip)
+            self.synth = Synthesiser(self.source, self.pool, self.rng, steps=hp.synth_steps, batch=hp.synth_batch,
+                                     w_bn=hp.w_bn, w_ce=hp.w_ce, w_adv=hp.w_adv, aug_pad=hp.aug_pad,
+                                     aug_flip=hp.aug_flip)
         self.last_synth: int | None = None
         self.log = {"probe_seconds": 0.0, "distill_seconds": 0.0, "distillations": 0, "revivals": 0,
                     "beta_sum": 0.0, "arrivals": 0, "kd_loss_last": None}
@@ -177,7 +177,7 @@ class FedRevive(Method):
         ids = torch.as_tensor(extras["encode"](texts, max_len - hp.prompt_vectors))
         table = self.student.embeddings
         self.corpus = {"corpus": folder.name, "corpus_lm": prov["lm"], "corpus_size": len(texts)}
-        return SnippetSource(self.student.embed, ids, torch.as_tensor(labels), ctx.num_classes, max_len,
+        return SnippetSource(self.student.embed, ids, torch.as_tensor(labels), max_len,
                              table.shape[1], float(table.std()), self.rng, prompt_len=hp.prompt_vectors,
                              active=(hp.active_min, hp.active_max), lr_g=hp.lr_g, lr_z=hp.lr_z,
                              steps=hp.synth_steps, device=ctx.device)

@@ -174,7 +174,7 @@ def make_synth(lr_g=0.05, steps=3, meta_steps=1):
     torch.manual_seed(0)
     g = ImageGenerator((1, 8, 8), nz=16, ngf=8)
     rng = gen()
-    return Synthesiser(GeneratorSource(g, 10, rng, lr_g=lr_g, lr_z=0.01), 10, SyntheticPool(100), rng,
+    return Synthesiser(GeneratorSource(g, 10, rng, lr_g=lr_g, lr_z=0.01), SyntheticPool(100), rng,
                        steps=steps, batch=16, w_bn=0.0, aug_pad=0, aug_flip=False)
 
 

@@ -151,7 +151,7 @@ def make_source(prompt_len=3, lr_g=0.01, steps=2, active=(0.5, 1.0)):
     student = classifier(1)
     ids = torch.randint(1, 20, (40, L), generator=gen(3))
     labels = torch.arange(40) % C
-    return student, SnippetSource(student.embed, ids, labels, C, L, D, float(student.embeddings.std()), gen(4),
+    return student, SnippetSource(student.embed, ids, labels, L, D, float(student.embeddings.std()), gen(4),
                                   prompt_len=prompt_len, active=active, lr_g=lr_g, lr_z=0.1, steps=steps)
 
 
@@ -178,7 +178,7 @@ def test_text_synthesis_reptile_moves_the_prompts_and_fills_the_pool():
     student, src = make_source(lr_g=0.01, steps=2)
     teacher = classifier(2).requires_grad_(False)
     pool = SyntheticPool(100)
-    synth = Synthesiser(src, C, pool, gen(5), steps=2, batch=6, w_bn=1e-4, aug_pad=0, aug_flip=False,
+    synth = Synthesiser(src, pool, gen(5), steps=2, batch=6, w_bn=1e-4, aug_pad=0, aug_flip=False,
                         forward=text_forward, match_variance=False)
     before = src.prompt.detach().clone()
     fast = {}

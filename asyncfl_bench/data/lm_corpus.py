@@ -33,12 +33,12 @@ import hashlib
 import importlib.util
 import io
 import json
-import os
 import time
 from pathlib import Path
 
 from asyncfl_bench.data.cache import cache_root, cached_meta
 from asyncfl_bench.errors import UserError
+from asyncfl_bench.results import atomic_write
 
 SYSTEM_PROMPT = "You are a news writer."
 USER_PROMPT = "Generate a single news article about {topic} without a title around {words} words."
@@ -164,12 +164,6 @@ def corpus_root(task: str) -> Path:
     return cache_root() / "lm-corpus" / task
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def generate_class(tok, model, topic: str, n: int, sampling: dict, label: int, batch: int,
                    on_batch=None) -> list[dict]:
     """n articles about ``topic``, sampled in batches; seeded per class so that a
@@ -235,12 +229,12 @@ def make_corpus(task: str, lm_spec: str = DEFAULT_LM, *, per_class: int = PAPER_
                 if progress is not None:
                     progress(done, total, names[c])
             records = generate_class(tok, model, names[c], per_class, sampling, c, batch, step)
-            _write_atomic(folder / f"class_{c:02d}.jsonl",
-                          "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+            atomic_write(folder / f"class_{c:02d}.jsonl",
+                         "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8"))
     elif (folder / "provenance.json").is_file():
         provenance = json.loads((folder / "provenance.json").read_text())
     provenance.update(complete=True, finished_at=provenance.get("finished_at") or time.strftime("%Y-%m-%dT%H:%M:%S"))
-    _write_atomic(folder / "provenance.json", json.dumps(provenance, indent=1))
+    atomic_write(folder / "provenance.json", json.dumps(provenance, indent=1).encode("utf-8"))
     return folder
 
 

@@ -51,6 +51,19 @@ def augment(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator) -
     return x
 
 
+def items_with_labels(item_labels: torch.Tensor, wanted: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """For each wanted label, the index of a random item with that label (of any item
+    when none has it), drawn class by class in ascending order."""
+    idx = torch.empty(len(wanted), dtype=torch.long)
+    for c in wanted.unique().tolist():
+        slots = (wanted == c).nonzero().flatten()
+        have = (item_labels == c).nonzero().flatten()
+        if len(have) == 0:
+            have = torch.arange(len(item_labels))
+        idx[slots] = have[torch.randint(len(have), (len(slots),), generator=generator)]
+    return idx
+
+
 class SyntheticPool:
     """FIFO pool of (input, label) pairs, at most ``size`` of them."""
 
@@ -72,15 +85,7 @@ class SyntheticPool:
         """n samples whose labels follow ``dist``: draw a label per slot from dist, then a
         pool item of that label (any item if the pool has none of it)."""
         labels = torch.multinomial(dist.float().cpu() / dist.sum(), n, replacement=True, generator=generator)
-        pool_y = self.y.cpu()
-        idx = torch.empty(n, dtype=torch.long)
-        for c in labels.unique().tolist():
-            slots = (labels == c).nonzero().flatten()
-            have = (pool_y == c).nonzero().flatten()
-            if len(have) == 0:
-                have = torch.arange(len(pool_y))
-            idx[slots] = have[torch.randint(len(have), (len(slots),), generator=generator)]
-        idx = idx.to(self.y.device)
+        idx = items_with_labels(self.y.cpu(), labels, generator).to(self.y.device)
         return self.x[idx], self.y[idx]
 
     def state(self) -> dict:
@@ -168,11 +173,11 @@ class GeneratorSource:
 
 
 class Synthesiser:
-    def __init__(self, source, num_classes: int, pool: SyntheticPool, rng: torch.Generator, *,
+    def __init__(self, source, pool: SyntheticPool, rng: torch.Generator, *,
                  steps: int = 2, batch: int = 64, w_bn: float = 0.003, w_ce: float = 1.0,
                  w_adv: float = 0.1, aug_pad: int = 4, aug_flip: bool = True, forward=default_forward,
                  match_variance: bool = True):
-        self.source, self.num_classes, self.pool, self.rng = source, num_classes, pool, rng
+        self.source, self.pool, self.rng = source, pool, rng
         self.steps, self.batch = steps, batch
         self.w_bn, self.w_ce, self.w_adv = w_bn, w_ce, w_adv
         self.aug_pad, self.aug_flip, self.forward, self.match_variance = aug_pad, aug_flip, forward, match_variance

@@ -32,7 +32,7 @@ import math
 import torch
 from torch import nn
 
-from .synthesis import reptile_step
+from .synthesis import items_with_labels, reptile_step
 
 
 def pack(embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -47,32 +47,25 @@ def text_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 class SnippetSource:
     """Synthesis variables and meta-learned prompts for text (see the module doc)."""
 
-    def __init__(self, embed, snippet_ids: torch.Tensor, snippet_labels: torch.Tensor, num_classes: int,
-                 max_len: int, width: int, scale: float, rng: torch.Generator, *, prompt_len: int = 4,
+    def __init__(self, embed, snippet_ids: torch.Tensor, snippet_labels: torch.Tensor, max_len: int, width: int,
+                 scale: float, rng: torch.Generator, *, prompt_len: int = 4,
                  active: tuple[float, float] = (0.5, 1.0), lr_g: float = 3e-3, lr_z: float = 0.1,
                  steps: int = 2, device=None):
         if not 0 < prompt_len < max_len:
             raise ValueError(f"prompt_len must be in 1 … {max_len - 1}, got {prompt_len}")
         self.embed, self.ids, self.labels = embed, snippet_ids, snippet_labels
-        self.num_classes, self.max_len, self.width, self.scale, self.rng = num_classes, max_len, width, scale, rng
+        self.max_len, self.width, self.scale, self.rng = max_len, width, scale, rng
         self.prompt_len, self.lr_g, self.lr_z = prompt_len, lr_g, lr_z
         text = max_len - prompt_len
         lo = max(1, math.ceil(active[0] * text))
         self.active = (lo, max(lo, math.floor(active[1] * text)))
-        self.by_class = [(snippet_labels == c).nonzero().flatten() for c in range(num_classes)]
         self.prompt = (scale * torch.randn(prompt_len, width, generator=rng)).to(device).requires_grad_()
         self.meta_opt = torch.optim.Adam([self.prompt], lr=lr_g * steps, betas=(0.5, 0.999), eps=1e-8)
         self.fast: torch.Tensor | None = None
 
     def draw(self, y: torch.Tensor) -> torch.Tensor:
         """A snippet of class y_i for each i (any snippet for a class the corpus lacks)."""
-        idx = torch.empty(len(y), dtype=torch.long)
-        ycpu = y.cpu()
-        for c in ycpu.unique().tolist():
-            slots = (ycpu == c).nonzero().flatten()
-            have = self.by_class[c] if len(self.by_class[c]) else torch.arange(len(self.labels))
-            idx[slots] = have[torch.randint(len(have), (len(slots),), generator=self.rng)]
-        return self.ids[idx, :self.max_len - self.prompt_len]
+        return self.ids[items_with_labels(self.labels, y.cpu(), self.rng), :self.max_len - self.prompt_len]
 
     def begin(self, y: torch.Tensor):
         device, n = y.device, len(y)
