@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from .errors import UserError
-from .spec import check_params, parse_spec
+from asyncfl_bench.errors import UserError
+from asyncfl_bench.config.spec import check_params, parse_spec
 
 KINDS: dict[str, dict] = {
     "constant": {},

@@ -34,10 +34,10 @@ def rss_mib() -> float:
 def one(clients: int, concurrency: int, arrivals: int, device: str, batch_clients: str) -> dict:
     import torch
 
-    from asyncfl_bench.config import resolve
-    from asyncfl_bench.experiment import execute
-    from asyncfl_bench.registry import get_method, methods
-    from asyncfl_bench.tasks.base import Task, TaskData
+    from asyncfl_bench.config.settings import resolve
+    from asyncfl_bench.simulation.run import execute
+    from asyncfl_bench.config.registry import get_method, methods
+    from asyncfl_bench.contract.task import Task, TaskData
     from asyncfl_bench.tasks.models import SmallCNN
     from asyncfl_bench.tasks.partition import iid
 

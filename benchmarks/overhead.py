@@ -20,9 +20,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from asyncfl_bench.config import resolve
-from asyncfl_bench.experiment import execute
-from asyncfl_bench.registry import get_method, get_task, method_names, methods
+from asyncfl_bench.config.settings import resolve
+from asyncfl_bench.simulation.run import execute
+from asyncfl_bench.config.registry import get_method, get_task, method_names, methods
 
 
 def measure(task_name, preset, method, device, batch_clients, reps, data_dir=None):

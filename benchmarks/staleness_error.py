@@ -32,15 +32,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from asyncfl_bench.config import resolve
+from asyncfl_bench.config.settings import resolve
 from asyncfl_bench.methods.dc_asgd import DCASGD, compensate
 from asyncfl_bench.methods.gi_switch import GISwitch
 from asyncfl_bench.methods.inversion import Recovered, invert, relative_l1
 from asyncfl_bench.methods.local_emulation import LocalEmulator, effective_lr, unroll_schedule
-from asyncfl_bench.params import Layout
-from asyncfl_bench.registry import get_method, methods
+from asyncfl_bench.training.flat import Layout
+from asyncfl_bench.config.registry import get_method, methods
 from asyncfl_bench.tasks.digits import Digits
-from asyncfl_bench.training import LocalTrainer, job_seed
+from asyncfl_bench.training.local import LocalTrainer, job_seed
 
 ESTIMATORS = ("stale", "dc-asgd-c", "dc-asgd-a", "gi")
 # stale and DC-ASGD nearly coincide: stale drawn dashed on top so neither hides the other

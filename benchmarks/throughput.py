@@ -29,13 +29,14 @@ import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from asyncfl_bench.batched import BatchedTrainer, choose_path, unsupported_reason
-from asyncfl_bench.config import SETUP_DEFAULTS, deep_merge
-from asyncfl_bench.params import Layout
+from asyncfl_bench.training.batched import BatchedTrainer, unsupported_reason
+from asyncfl_bench.training.path import choose_path
+from asyncfl_bench.config.settings import SETUP_DEFAULTS, deep_merge
+from asyncfl_bench.training.flat import Layout
 from asyncfl_bench.tasks.digits import Digits
 from asyncfl_bench.tasks.models import FemnistCNN, ImageCNN, ResNet18, TextClassifier
 from asyncfl_bench.tasks.presets import CI_LOCAL
-from asyncfl_bench.training import LocalTrainer, job_seed
+from asyncfl_bench.training.local import LocalTrainer, job_seed
 
 
 def digits_case():

@@ -24,7 +24,8 @@ from __future__ import annotations
 import torch
 
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.methods.base import ClientUpdate, Method, ServerOptimizer
+from asyncfl_bench.contract.method import ClientUpdate, Method
+from asyncfl_bench.methods.aggregation import ServerOptimizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

@@ -31,8 +31,8 @@ from __future__ import annotations
 import torch
 
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.methods.base import ClientUpdate, Method
-from asyncfl_bench.methods.delta_aggregation import DEFAULTS as AGGREGATION_DEFAULTS, DeltaAggregator
+from asyncfl_bench.contract.method import ClientUpdate, Method
+from asyncfl_bench.methods.aggregation import DEFAULTS as AGGREGATION_DEFAULTS, DeltaAggregator
 from asyncfl_bench.methods.local_emulation import effective_lr
 
 

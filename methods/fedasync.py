@@ -9,7 +9,7 @@ experiments use α ∈ {0.6, 0.9} and find polynomial a = 0.5 a good default.
 from __future__ import annotations
 
 from asyncfl_bench.staleness import make_staleness
-from asyncfl_bench.methods.base import ClientUpdate, Method
+from asyncfl_bench.contract.method import ClientUpdate, Method
 
 
 class FedAsync(Method):

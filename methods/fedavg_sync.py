@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import torch
 
-from asyncfl_bench.methods.base import ClientUpdate, Method, ServerOptimizer
-from asyncfl_bench.params import weighted_mean
+from asyncfl_bench.contract.method import ClientUpdate, Method
+from asyncfl_bench.methods.aggregation import ServerOptimizer
+from asyncfl_bench.training.flat import weighted_mean
 
 
 class FedAvgSync(Method):

@@ -48,10 +48,11 @@ import torch
 import torch.nn.functional as F
 
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.methods.base import ClientUpdate, Method, ServerOptimizer
+from asyncfl_bench.contract.method import ClientUpdate, Method
+from asyncfl_bench.methods.aggregation import ServerOptimizer
 from asyncfl_bench.methods.distill.synthesis import default_forward
-from asyncfl_bench.params import weighted_mean
-from asyncfl_bench.spec import parse_spec
+from asyncfl_bench.training.flat import weighted_mean
+from asyncfl_bench.config.spec import parse_spec
 from asyncfl_bench.staleness import make_staleness
 
 
@@ -135,7 +136,7 @@ class FedEcho(Method):
         self.source = None        # the data-free source of a synthetic U
         self.forward = default_forward   # how the student reads U (text: packed inputs_embeds)
         if hp.proxy == "heldout":
-            x = ctx.extras.get("proxy_x")
+            x = ctx.extras.proxy_x
             if x is None or len(x) == 0:
                 raise UserError("fedecho with proxy=heldout needs a held-out proxy set; fix: --set "
                                 "proxy_fraction=0.1 (or --set fedecho.proxy=synthetic)")

@@ -32,10 +32,11 @@ import torch
 import torch.nn.functional as F
 
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.methods.base import ClientUpdate, Method, ServerOptimizer
+from asyncfl_bench.contract.method import ClientUpdate, Method
+from asyncfl_bench.methods.aggregation import ServerOptimizer
 from asyncfl_bench.methods.distill.generator import FeatureGenerator, diversity_loss
 from asyncfl_bench.methods.distill.head import head_name, head_of, head_tensors
-from asyncfl_bench.params import weighted_mean
+from asyncfl_bench.training.flat import weighted_mean
 from asyncfl_bench.staleness import make_staleness
 
 

@@ -58,8 +58,8 @@ import numpy as np
 import torch
 
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.methods.base import ClientUpdate, Method
-from asyncfl_bench.methods.delta_aggregation import DEFAULTS as AGGREGATION_DEFAULTS, DeltaAggregator
+from asyncfl_bench.contract.method import ClientUpdate, Method
+from asyncfl_bench.methods.aggregation import DEFAULTS as AGGREGATION_DEFAULTS, DeltaAggregator
 from asyncfl_bench.methods.inversion import Recovered, invert, relative_l1
 from asyncfl_bench.methods.local_emulation import LocalEmulator, unroll_schedule
 
@@ -116,13 +116,13 @@ class GISwitch(Method):
     def __init__(self, ctx, params, **hparams):
         super().__init__(ctx, params, **hparams)
         hp = self.hp
-        if "input_shape" not in ctx.extras:
-            raise UserError("gi-switch needs the task's input shape (TaskData.extras['input_shape']); "
+        if ctx.extras.input_shape is None:
+            raise UserError("gi-switch needs the task's input shape (TaskExtras.input_shape); "
                             "fix: declare it in the task's load()")
         if not 0 < hp.rec_fraction <= 1 or hp.rec_max < 1 or hp.iterations < 1 or hp.unroll_steps < 0:
             raise UserError("gi-switch: need 0 < rec_fraction <= 1, rec_max >= 1, iterations >= 1, "
                             "unroll_steps >= 0")
-        self.input_shape = tuple(ctx.extras["input_shape"])
+        self.input_shape = tuple(ctx.extras.input_shape)
         self.agg = DeltaAggregator(hp)
         self.emulator = LocalEmulator(ctx.build_model().to(ctx.device), ctx.layout)
         self.rule = SwitchRule(hp.blend_versions, hp.switch)

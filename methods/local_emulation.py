@@ -19,8 +19,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from asyncfl_bench.params import Layout
-from asyncfl_bench.training import num_steps
+from asyncfl_bench.training.flat import Layout
+from asyncfl_bench.training.local import num_steps
 
 
 def effective_lr(local: dict, num_samples: int) -> float:

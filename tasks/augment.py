@@ -26,7 +26,7 @@ def crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4, flip: b
 
 
 class CropFlip:
-    """``extras["augment"]`` for the local trainer: ``augment(xb, generator) -> xb``."""
+    """``TaskExtras.augment`` for the local trainer: ``augment(xb, generator) -> xb``."""
 
     def __init__(self, pad: int = 4, flip: bool = True):
         self.pad, self.flip = pad, flip

@@ -23,8 +23,8 @@ from pathlib import Path
 from asyncfl_bench.data import cache
 from asyncfl_bench.data.corpus import Corpus
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.tasks.base import Task
-from asyncfl_bench.tasks.corpus import IMAGE_DEFAULTS, image_model_builder, image_task_data
+from asyncfl_bench.contract.task import TaskFamily
+from asyncfl_bench.tasks.image import IMAGE_DEFAULTS, image_model_builder, image_task_data
 from asyncfl_bench.tasks.newsgroups import TEXT_DEFAULTS, text_model_builder, text_task_data
 from asyncfl_bench.tasks.presets import CI_FEDBUFF, CI_LOCAL
 
@@ -76,11 +76,26 @@ def spec_of(name: str) -> str | None:
         return None
 
 
-class BringYourOwn(Task):
+class BringYourOwn(TaskFamily):
     """One instance per ``--task`` string; its data decides image or text models."""
 
     description = "your data: " + ", ".join(PREFIXES.values())
     presets = _PRESETS
+    usage = {"hf": (PREFIXES["hf"], "your data, no code: a Hugging Face dataset (hub id after data prepare, "
+                                    "or local)"),
+             "imagefolder": (PREFIXES["imagefolder"], "your data, no code: {train,test}/<class>/*.jpg|png, "
+                                                      "folder names are the classes")}
+
+    @classmethod
+    def from_results_name(cls, name: str) -> "BringYourOwn | None":
+        spec = spec_of(name) if NAME_RE.match(name) else None
+        return None if spec is None else cls(spec)
+
+    def prepare(self) -> tuple[str, Corpus]:
+        if self.kind == "hf":
+            folder, corpus = prepare_hf(self.spec)
+            return str(folder), corpus
+        return self.spec, self.corpus({**self.setup_defaults})
 
     def __init__(self, spec: str):
         kind, _, rest = spec.partition(":")
@@ -124,7 +139,7 @@ class BringYourOwn(Task):
         return image_task_data(corpus, setup, seed)
 
     def model_builder(self, setup, data):
-        if data.extras.get("input_kind") == "tokens":
+        if data.extras.input_kind == "tokens":
             setup = {**setup, "model": "transformer" if setup["model"] == "cnn" else setup["model"]}
             return text_model_builder(setup, data, self.name)
         return image_model_builder(setup, data, self.name)

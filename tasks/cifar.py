@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 
-from asyncfl_bench.tasks.corpus import CorpusImageTask
+from asyncfl_bench.tasks.image import CorpusImageTask
 from asyncfl_bench.tasks.presets import CI_FEDBUFF, CI_LOCAL, PAPER
 
 

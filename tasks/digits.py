@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.tasks.base import Task, TaskData
+from asyncfl_bench.contract.task import Task, TaskData
 from asyncfl_bench.tasks.models import MLP, SmallCNN
 from asyncfl_bench.tasks.partition import make_partition
 

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import copy
 
-from asyncfl_bench.tasks.corpus import CorpusImageTask
-from asyncfl_bench.methods.fedrevive import TASK_DEFAULTS as FEDREVIVE_TASK_DEFAULTS
-from asyncfl_bench.tasks.presets import CI_FEDBUFF, CI_LOCAL, PAPER
+from asyncfl_bench.tasks.image import CorpusImageTask
+from asyncfl_bench.tasks.presets import CI_FEDBUFF, CI_LOCAL, FEDREVIVE, PAPER
 
 
 # FedRevive's FEMNIST reference values (generator rates, w_bn, η_g) with the gates, pool and
 # generator scaled to a 200-arrival ci run as for digits; handwriting: 2-pixel crop, no flip.
-FEDREVIVE_CI = {**FEDREVIVE_TASK_DEFAULTS["femnist"], "beta": "cosine:s_max=8", "freeze_versions": 20,
+FEDREVIVE_CI = {**FEDREVIVE["femnist"], "beta": "cosine:s_max=8", "freeze_versions": 20,
                 "warmup_versions": 40, "synth_every": 2, "synth_batch": 32, "pool_size": 2000, "nz": 64,
                 "ngf": 32, "teachers": 5, "kd_steps": 5, "kd_batch": 16, "aug_pad": 2, "aug_flip": False}
 
@@ -47,8 +46,8 @@ class Femnist(CorpusImageTask):
                   "partition": "natural", "model": "femnist_cnn", "target_accuracy": 0.7,
                   "local": {"optimizer": "adam", "lr": 1e-3, "batch_size": 32, "iterations": 25},
                   "methods": {"fedbuff": {"buffer_size": 10, "server_lr": 1.0, "server_momentum": 0.0},
-                              "fedrevive": dict(FEDREVIVE_TASK_DEFAULTS["femnist"])}},
+                              "fedrevive": dict(FEDREVIVE["femnist"])}},
         "paper": {**copy.deepcopy(PAPER), "model": "femnist_cnn", "target_accuracy": 0.75,
                   "methods": {**copy.deepcopy(PAPER["methods"]),
-                              "fedrevive": dict(FEDREVIVE_TASK_DEFAULTS["femnist"])}},
+                              "fedrevive": dict(FEDREVIVE["femnist"])}},
     }

@@ -28,19 +28,18 @@ from asyncfl_bench.data.cache import cache_root, fingerprint
 from asyncfl_bench.data.corpus import Corpus
 from asyncfl_bench.data.imports import import_tokenizers, import_transformers, hide_broken_torchvision
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.methods.fedrevive import TASK_DEFAULTS as FEDREVIVE_TASK_DEFAULTS
-from asyncfl_bench.results import atomic_write
-from asyncfl_bench.tasks.base import Task, TaskData
-from asyncfl_bench.tasks.corpus import CORPUS_DEFAULTS, split_for_task, tensor
+from asyncfl_bench.results.store import atomic_write
+from asyncfl_bench.contract.task import Task, TaskData
+from asyncfl_bench.tasks.image import CORPUS_DEFAULTS, split_for_task, tensor
 from asyncfl_bench.tasks.models import TextClassifier
 from asyncfl_bench.tasks.partition import make_partition
-from asyncfl_bench.tasks.presets import CI_FEDBUFF, CI_LOCAL, PAPER
+from asyncfl_bench.tasks.presets import CI_FEDBUFF, CI_LOCAL, FEDREVIVE, PAPER
 
 TEXT_DEFAULTS = {**CORPUS_DEFAULTS, "encoder": "all-MiniLM-L6-v2", "max_len": 128,
                  "d_model": 0, "layers": 2, "heads": 4, "model": "transformer"}
 # FedRevive's text settings (snippet lr_z 0.1, w_bn 1e-4) with the gates, pool and teacher
 # buffer scaled to the 160-arrival ci run as for digits and femnist
-FEDREVIVE_CI = {**FEDREVIVE_TASK_DEFAULTS["20newsgroups"], "beta": "cosine:s_max=8", "freeze_versions": 20,
+FEDREVIVE_CI = {**FEDREVIVE["20newsgroups"], "beta": "cosine:s_max=8", "freeze_versions": 20,
                 "warmup_versions": 40, "synth_every": 2, "synth_batch": 32, "pool_size": 1000, "teachers": 5,
                 "kd_steps": 5, "kd_batch": 16}
 MINILM = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
@@ -163,7 +162,7 @@ def text_model_builder(setup: dict, data: TaskData, task_name: str):
     if setup["model"] != "transformer":
         raise UserError(f"unknown model '{setup['model']}' for {task_name}; valid: transformer")
     e = data.extras
-    return lambda: TextClassifier(e["embeddings"], data.num_classes, e["pad_id"], e["max_len"],
+    return lambda: TextClassifier(e.embeddings, data.num_classes, e.pad_id, e.max_len,
                                   d_model=setup["d_model"], layers=setup["layers"], heads=setup["heads"])
 
 
@@ -183,12 +182,12 @@ class Newsgroups(Task):
                   "max_len": 128, "d_model": 128, "layers": 2, "heads": 4, "target_accuracy": 0.5,
                   "local": {"optimizer": "adam", "lr": 1e-3, "batch_size": 32, "iterations": 25},
                   "methods": {"fedbuff": {"buffer_size": 10, "server_lr": 1.0, "server_momentum": 0.0},
-                              "fedrevive": dict(FEDREVIVE_TASK_DEFAULTS["20newsgroups"])}},
+                              "fedrevive": dict(FEDREVIVE["20newsgroups"])}},
         # a small transformer encoder at the embeddings' own width over frozen embeddings
         "paper": {**copy.deepcopy(PAPER), "max_len": 128, "d_model": 0, "layers": 2, "heads": 4,
                   "target_accuracy": 0.6,
                   "methods": {**copy.deepcopy(PAPER["methods"]),
-                              "fedrevive": dict(FEDREVIVE_TASK_DEFAULTS["20newsgroups"])}},
+                              "fedrevive": dict(FEDREVIVE["20newsgroups"])}},
     }
 
     def load(self, setup, seed, data_dir=None) -> TaskData:

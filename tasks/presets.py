@@ -23,3 +23,12 @@ CI_LOCAL = {"optimizer": "adam", "lr": 1e-3, "batch_size": 32, "iterations": 10}
 CI_FEDBUFF = {"fedbuff": {"buffer_size": 5, "server_lr": 1.0, "server_momentum": 0.0},
               "ca2fl": {"buffer_size": 5}, "fedecho": {"buffer_size": 5},
               "fedgen": {"buffer_size": 5, "server_lr": 1.0, "server_momentum": 0.0}}
+
+# FedRevive's per-dataset changes to its CIFAR-10 defaults, from the reference configs
+FEDREVIVE = {
+    # reference SampleConfigFiles/femnist/fedrevive.json
+    "femnist": {"lr_g": 1e-2, "lr_z": 3e-3, "w_bn": 0.3, "freeze_versions": 400,
+                "warmup_versions": 500, "server_lr": 0.05},
+    # the reference's text path: snippet embeddings at lr 0.1, w_bn 1e-4
+    "20newsgroups": {"lr_z": 0.1, "w_bn": 1e-4},
+}

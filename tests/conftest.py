@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from asyncfl_bench.config import resolve
-from asyncfl_bench.registry import get_method, methods
+from asyncfl_bench.config.settings import resolve
+from asyncfl_bench.config.registry import get_method, methods
 from asyncfl_bench.tasks.digits import Digits
 
 TINY = {"total_arrivals": "30", "num_clients": "10", "concurrency": "4", "eval_every": "10"}
@@ -27,8 +27,8 @@ def make_context(build=None, num_clients: int = 4, concurrency: int = 2, num_cla
     """A ServerContext for unit tests of a method (CPU, seed 0); ``build`` makes the model."""
     import torch
 
-    from asyncfl_bench.methods.base import ServerContext
-    from asyncfl_bench.params import Layout
+    from asyncfl_bench.contract.method import ServerContext
+    from asyncfl_bench.training.flat import Layout
 
     layout = Layout.of(build()) if build is not None else Layout((), (), ())
     return ServerContext(num_clients=num_clients, concurrency=concurrency, num_classes=num_classes, seed=0,

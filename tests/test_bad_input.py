@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from asyncfl_bench.cli import app
-from asyncfl_bench.config import resolve, run_id
-from asyncfl_bench.registry import get_method, methods
+from asyncfl_bench.config.settings import resolve, run_id
+from asyncfl_bench.config.registry import get_method, methods
 from asyncfl_bench.tasks.digits import Digits
 
 runner = CliRunner()
@@ -160,7 +160,7 @@ def test_ctrl_c_mid_run_exits_2_and_keeps_the_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("task", ["femnist", "cifar10", "20newsgroups"])
 def test_missing_data_offline_exits_2_before_any_run(tmp_path, monkeypatch, task):
-    if task not in __import__("asyncfl_bench.registry", fromlist=["tasks"]).tasks():
+    if task not in __import__("asyncfl_bench.config.registry", fromlist=["tasks"]).tasks():
         pytest.skip(f"{task} not registered")
     monkeypatch.setenv("ASYNCFL_BENCH_CACHE", str(tmp_path / "empty-cache"))
     res = runner.invoke(app, ["run", "--task", task, "--method", "fedbuff", "--results", str(tmp_path / "r")])

@@ -6,14 +6,15 @@ import pytest
 import torch
 from torch import nn
 
-from asyncfl_bench.batched import TOLERANCE, BatchedTrainer, choose_path, parse_batch_clients, unsupported_reason
+from asyncfl_bench.training.batched import TOLERANCE, BatchedTrainer, unsupported_reason
+from asyncfl_bench.training.path import choose_path, parse_batch_clients
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.experiment import execute
-from asyncfl_bench.params import Layout
+from asyncfl_bench.simulation.run import execute
+from asyncfl_bench.training.flat import Layout
 from asyncfl_bench.tasks.augment import CropFlip
 from asyncfl_bench.tasks.digits import Digits
 from asyncfl_bench.tasks.models import MLP, FemnistCNN, ImageCNN, ResNet18, SmallCNN
-from asyncfl_bench.training import LocalTrainer
+from asyncfl_bench.training.local import LocalTrainer
 
 from conftest import tiny_config
 

@@ -1,6 +1,6 @@
 import torch
 
-from asyncfl_bench.methods.base import ClientUpdate
+from asyncfl_bench.contract.method import ClientUpdate
 from asyncfl_bench.methods.ca2fl import CA2FL
 from conftest import make_context
 

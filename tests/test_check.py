@@ -4,9 +4,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from asyncfl_bench import baseline as gate
+from asyncfl_bench.results import gate
 from asyncfl_bench.cli import app
-from asyncfl_bench.registry import methods
+from asyncfl_bench.config.registry import methods
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]

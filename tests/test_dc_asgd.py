@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.methods.base import ClientUpdate
+from asyncfl_bench.contract.method import ClientUpdate
 from asyncfl_bench.methods.dc_asgd import DCASGD, compensate
 from conftest import make_context
 

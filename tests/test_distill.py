@@ -5,15 +5,13 @@ import pytest
 import torch
 from torch import nn
 
-from asyncfl_bench.beta import make_beta
+from asyncfl_bench.methods.fedrevive.beta import make_beta
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.methods.distill.feature_stats import (BatchStats, record_running_stats,
-                                                         stats_matching_loss, tracked_layers)
+from asyncfl_bench.methods.distill.feature_stats import (BatchStats, record_running_stats, stats_matching_loss, tracked_layers)
 from asyncfl_bench.methods.distill.generator import FeatureGenerator, ImageGenerator, diversity_loss
 from asyncfl_bench.methods.distill.kd import distill, mean_kl
 from asyncfl_bench.methods.distill.synthesis import GeneratorSource, SyntheticPool, Synthesiser, augment
-from asyncfl_bench.methods.distill.teachers import (ProxyEstimator, TeacherBuffer, Teacher,
-                                                    probe_class_proportions, teacher_weights)
+from asyncfl_bench.methods.distill.teachers import (ProxyEstimator, TeacherBuffer, Teacher, probe_class_proportions, teacher_weights)
 from asyncfl_bench.tasks.models import MLP, SmallCNN
 
 

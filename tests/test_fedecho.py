@@ -2,8 +2,8 @@ import math
 
 import torch
 
-from asyncfl_bench.methods.base import ClientUpdate
-from asyncfl_bench.params import Layout
+from asyncfl_bench.contract.method import ClientUpdate
+from asyncfl_bench.training.flat import Layout
 from asyncfl_bench.methods.fedecho import EchoEnsemble, FedEcho, echo_loss, uncertainty_alpha
 
 from conftest import make_context
@@ -84,7 +84,7 @@ def test_distillation_moves_the_model_toward_the_ensemble():
 
 def test_synthetic_proxy_is_data_free_and_seeds_the_ensemble_from_teachers(tmp_path):
 
-    from asyncfl_bench.experiment import execute
+    from asyncfl_bench.simulation.run import execute
     from asyncfl_bench.tasks.digits import Digits
     from conftest import tiny_config
 

@@ -4,11 +4,11 @@ import torch
 from torch import nn
 
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.experiment import execute
-from asyncfl_bench.methods.base import ClientUpdate
+from asyncfl_bench.simulation.run import execute
+from asyncfl_bench.contract.method import ClientUpdate
 from asyncfl_bench.methods.distill.head import head_name
 from asyncfl_bench.methods.fedgen import FedGen
-from asyncfl_bench.params import Layout
+from asyncfl_bench.training.flat import Layout
 from asyncfl_bench.tasks.models import MLP, SmallCNN
 
 from conftest import tiny_config, make_context

@@ -3,13 +3,15 @@ import pandas as pd
 import pytest
 import torch
 
-from asyncfl_bench.config import resolve
+from asyncfl_bench.contract.task import TaskExtras
+
+from asyncfl_bench.config.settings import resolve
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.experiment import execute
-from asyncfl_bench.methods.base import ClientUpdate
+from asyncfl_bench.simulation.run import execute
+from asyncfl_bench.contract.method import ClientUpdate
 from asyncfl_bench.methods.fedrevive import FedRevive
-from asyncfl_bench.params import Layout
-from asyncfl_bench.registry import get_method, methods
+from asyncfl_bench.training.flat import Layout
+from asyncfl_bench.config.registry import get_method, methods
 from asyncfl_bench.tasks.models import SmallCNN
 
 from conftest import tiny_config, make_context
@@ -89,7 +91,7 @@ def test_bad_settings_are_user_errors():
     with pytest.raises(UserError):
         make(teachers=0)
     ctx = make().ctx
-    ctx.extras = {}
+    ctx.extras = TaskExtras()
     with pytest.raises(UserError, match="input_shape"):
         FedRevive(ctx, torch.zeros(ctx.layout.size))
 

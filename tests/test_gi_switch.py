@@ -4,13 +4,13 @@ import pytest
 import torch
 
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.methods.base import ClientUpdate
+from asyncfl_bench.contract.method import ClientUpdate
 from asyncfl_bench.methods.gi_switch import GISwitch, SwitchRule
 from asyncfl_bench.methods.inversion import Recovered, invert, relative_l1
 from asyncfl_bench.methods.local_emulation import LocalEmulator, effective_lr
-from asyncfl_bench.params import Layout
+from asyncfl_bench.training.flat import Layout
 from asyncfl_bench.tasks.models import MLP
-from asyncfl_bench.training import LocalTrainer
+from asyncfl_bench.training.local import LocalTrainer
 from conftest import make_context
 
 LOCAL = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.0, "weight_decay": 0.0,

@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pandas as pd
 
-from asyncfl_bench.config import resolve
-from asyncfl_bench.experiment import build_schedule, class_counts, execute, slow_class_accuracy
-from asyncfl_bench.registry import get_method, methods
-from asyncfl_bench.report import build_report
-from asyncfl_bench.trace import make_trace, slow_classes
+from asyncfl_bench.config.settings import resolve
+from asyncfl_bench.simulation.run import build_schedule, class_counts, execute, slow_class_accuracy
+from asyncfl_bench.config.registry import get_method, methods
+from asyncfl_bench.results.report import build_report
+from asyncfl_bench.traces.generators import make_trace, slow_classes
 
 TINY = {"total_arrivals": "30", "eval_every": "10"}
 

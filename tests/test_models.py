@@ -1,6 +1,6 @@
 import torch
 
-from asyncfl_bench.params import Layout
+from asyncfl_bench.training.flat import Layout
 from asyncfl_bench.tasks.augment import crop_flip
 from asyncfl_bench.tasks.models import FemnistCNN, ResNet18, StatTracker, TextClassifier
 

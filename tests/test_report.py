@@ -3,7 +3,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from asyncfl_bench.report import leaderboard, mean_accuracy_over_time, mean_ci
+from asyncfl_bench.results.report import leaderboard
+from asyncfl_bench.results.metrics import mean_accuracy_over_time, mean_ci
 
 
 def test_mean_ci_uses_student_t():
@@ -51,7 +52,7 @@ def test_leaderboard_statistics():
 
 
 def test_runs_with_different_settings_are_separate_rows():
-    from asyncfl_bench.report import variant_labels
+    from asyncfl_bench.results.report import variant_labels
 
     def cfg(method, seed, beta="cosine", lr=0.1):
         return {"task": "t", "preset": "ci", "method": method, "seed": seed,

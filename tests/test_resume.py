@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from asyncfl_bench.registry import methods
+from asyncfl_bench.config.registry import methods
 
 ARGS = ["--task", "digits", "--preset", "ci", "--seeds", "0", "--set", "num_clients=10", "--set", "concurrency=4",
         "--set", "total_arrivals=60", "--set", "eval_every=10", "--checkpoint-every", "5"]

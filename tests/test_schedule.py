@@ -3,10 +3,10 @@ import pandas as pd
 import pytest
 
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.experiment import execute
-from asyncfl_bench.registry import methods
-from asyncfl_bench.schedule import make_schedule
-from asyncfl_bench.trace import make_trace
+from asyncfl_bench.simulation.run import execute
+from asyncfl_bench.config.registry import methods
+from asyncfl_bench.traces.schedule import make_schedule
+from asyncfl_bench.traces.generators import make_trace
 
 from conftest import tiny_config
 

@@ -1,9 +1,9 @@
 import pandas as pd
 import torch
 
-from asyncfl_bench.experiment import execute
-from asyncfl_bench.methods.base import ClientUpdate
-from asyncfl_bench.registry import get_method, methods
+from asyncfl_bench.simulation.run import execute
+from asyncfl_bench.contract.method import ClientUpdate
+from asyncfl_bench.config.registry import get_method, methods
 
 from conftest import tiny_config, make_context
 
@@ -89,8 +89,8 @@ def _windowed_trace_file(tmp, n=10):
     jobs outlast the window and are dropped."""
     import numpy as np
 
-    from asyncfl_bench.trace import Trace
-    from asyncfl_bench.trace_file import write_trace
+    from asyncfl_bench.traces.model import Trace
+    from asyncfl_bench.traces.file import write_trace
     windows = tuple(np.array([(0.0, 1.5)]) if c % 2 else None for c in range(n))
     trace = Trace(kind="test", params={}, compute_mean=np.ones(n), download=np.zeros(n), upload_mean=np.zeros(n),
                   upload_spread=np.zeros(n), jitter="exponential", availability=windows, period=np.full(n, 10.0))
@@ -114,7 +114,7 @@ def test_fedavg_rounds_with_dropped_jobs_stay_synchronous(tmp_path, digits):
 def test_a_checkpoint_from_another_schedule_is_refused(tmp_path, digits):
     import pytest
 
-    from asyncfl_bench import checkpoint
+    from asyncfl_bench.simulation import checkpoint
     from asyncfl_bench.errors import UserError
     cfg = tiny_config("fedbuff")
     data = digits.load(cfg["setup"], cfg["seed"])

@@ -4,11 +4,9 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from asyncfl_bench.cli import app
@@ -100,7 +98,7 @@ def test_hf_byo_local_text_dataset(tmp_path, encoder):
                                     features=datasets.Features({"sentence": datasets.Value("string"),
                                                                 "topic": datasets.ClassLabel(names=["space", "god"])}))
     ds.save_to_disk(str(tmp_path / "mine"))
-    from asyncfl_bench.registry import get_task
+    from asyncfl_bench.config.registry import get_task
     task = get_task(f"hf:{tmp_path / 'mine'}")
     corpus = task.corpus({**task.setup_defaults})
     assert corpus.kind == "text" and corpus.class_names == ["space", "god"]

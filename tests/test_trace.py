@@ -4,11 +4,12 @@ import numpy as np
 import pytest
 
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.experiment import build_schedule, class_counts
-from asyncfl_bench.registry import methods
-from asyncfl_bench.schedule import make_schedule
-from asyncfl_bench.trace import GENERATORS, Trace, make_trace, slow_classes
-from asyncfl_bench.trace_file import read_trace, write_trace
+from asyncfl_bench.simulation.run import build_schedule, class_counts
+from asyncfl_bench.config.registry import methods
+from asyncfl_bench.traces.schedule import make_schedule
+from asyncfl_bench.traces.generators import GENERATORS, make_trace, slow_classes
+from asyncfl_bench.traces.model import Trace
+from asyncfl_bench.traces.file import read_trace, write_trace
 
 from conftest import tiny_config
 

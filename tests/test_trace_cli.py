@@ -10,11 +10,11 @@ from typer.testing import CliRunner
 
 from asyncfl_bench.cli import app
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.fedscale import fedscale_round_seconds, load_plain_pickle
-from asyncfl_bench.report import schedule_table
-from asyncfl_bench.schedule import make_schedule
-from asyncfl_bench.trace import make_trace
-from asyncfl_bench.trace_file import read_trace, write_trace
+from asyncfl_bench.traces.fedscale import fedscale_round_seconds, load_plain_pickle
+from asyncfl_bench.results.report import schedule_table
+from asyncfl_bench.traces.schedule import make_schedule
+from asyncfl_bench.traces.generators import make_trace
+from asyncfl_bench.traces.file import read_trace, write_trace
 
 runner = CliRunner()
 
@@ -59,7 +59,7 @@ def test_make_show_schedule_round_trip(tmp_path):
 
 def test_mean_staleness_follows_littles_law():
     # with M jobs always in flight and one update per arrival, E[τ] ≈ M − 1
-    from asyncfl_bench.trace_plot import trace_summary
+    from asyncfl_bench.traces.summary import trace_summary
     for kind in ("fedrevive", "pareto", "exponential"):
         t = make_trace(kind, 100, 0)
         s = trace_summary(t, make_schedule(t, 20, 4000, seed=0))
@@ -101,7 +101,7 @@ def test_parquet_is_validated_too(tmp_path):
     pytest.importorskip("pyarrow")
     frame = pd.read_csv(_good_csv(tmp_path), comment="#")
     frame.loc[4, "upload_mean_s"] = -1.0
-    from asyncfl_bench.trace_file import write_table
+    from asyncfl_bench.traces.file import write_table
     path = write_table(frame, {"asyncfl-bench-trace": 1, "kind": "x", "params": {}, "seed": 0}, tmp_path / "b.parquet")
     res = invoke("trace", "show", path)
     assert res.exit_code == 2 and "row 5, column 'upload_mean_s': -1.0 is negative" in res.output, res.output

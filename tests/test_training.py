@@ -3,9 +3,9 @@ fused kernel changes only rounding."""
 import pytest
 import torch
 
-from asyncfl_bench import training
-from asyncfl_bench.config import SETUP_DEFAULTS
-from asyncfl_bench.params import Layout
+from asyncfl_bench.training import local as training
+from asyncfl_bench.config.settings import SETUP_DEFAULTS
+from asyncfl_bench.training.flat import Layout
 from asyncfl_bench.tasks.models import FemnistCNN, ImageCNN
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .synthesis import LossGuard, SyntheticPool, default_forward, kl_per_sample
+from asyncfl_bench.methods.distill.synthesis import LossGuard, SyntheticPool, default_forward, kl_per_sample
 
 
 def distill(student: nn.Module, teachers: list[nn.Module], q: torch.Tensor, pool: SyntheticPool,

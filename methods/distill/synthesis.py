@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .feature_stats import BatchStats, stats_matching_loss
-from .teachers import teacher_weights
+from asyncfl_bench.methods.distill.feature_stats import BatchStats, stats_matching_loss
+from asyncfl_bench.methods.distill.teachers import teacher_weights
 
 
 def augment(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator) -> torch.Tensor:

@@ -32,7 +32,7 @@ import math
 import torch
 from torch import nn
 
-from .synthesis import items_with_labels, reptile_step
+from asyncfl_bench.methods.distill.synthesis import items_with_labels, reptile_step
 
 
 def pack(embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

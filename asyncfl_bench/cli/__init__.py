@@ -1,0 +1,24 @@
+"""The ``asyncfl-bench`` command line: this module only assembles the sub-commands,
+which never import it back."""
+from __future__ import annotations
+
+import typer
+
+from asyncfl_bench.cli import data, listing, report, run, trace
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Benchmark staleness-mitigation methods for asynchronous federated learning.\n\n"
+                       "Typical use: `asyncfl-bench run --task digits --method all --preset ci`, "
+                       "then `asyncfl-bench report`.")
+
+
+app.command()(run.run)
+app.command()(run.check)
+app.command()(report.report)
+app.command("list")(listing.list_)
+app.add_typer(trace.app, name="trace")
+app.add_typer(data.data_app, name="data")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,117 @@
+"""The method contract: one small class per method, most override one or two hooks.
+
+Shaped after Flower's ``Strategy``: the simulator owns time, clients and data;
+a method owns the server model and reacts to what arrives.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import nn
+
+from asyncfl_bench.contract.task import TaskExtras
+from asyncfl_bench.errors import UserError
+from asyncfl_bench.training.flat import Layout
+
+
+@dataclass
+class ClientUpdate:
+    """What the server sees when a client's job arrives."""
+
+    client: int
+    job: int                 # position of the job in the schedule
+    base_version: int        # server version the client started from
+    staleness: int           # τ = version now − base_version
+    base: torch.Tensor       # x_{t−τ}, the flat model the client received
+    params: torch.Tensor     # x_i, the client's flat model after local training
+    num_samples: int
+    arrival_time: float
+    payload: Any = None      # what ``Method.payload`` shipped with the model
+    ends_round: bool = False  # synchronous schedules: the last arrival of its round
+
+    @property
+    def delta(self) -> torch.Tensor:
+        """Δ_i = x_i − x_{t−τ}."""
+        return self.params - self.base
+
+
+@dataclass
+class ServerContext:
+    """What a method may know about the run (never the clients' data)."""
+
+    num_clients: int
+    concurrency: int
+    num_classes: int
+    seed: int
+    device: torch.device
+    layout: Layout
+    build_model: Callable[[], nn.Module]
+    local: dict = field(default_factory=dict)   # local training settings (lr, ...)
+    extras: TaskExtras = field(default_factory=TaskExtras)   # what the task declares (input shape, proxy set, ...)
+
+    def __post_init__(self):
+        self.extras = TaskExtras.of(self.extras)
+
+
+Regularizer = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+class Method:
+    """Base class. Subclasses set ``name``, ``defaults`` (the paper's
+    hyperparameters) and implement ``receive``.
+
+    The server model is ``self.params`` (a flat vector, see ``params.Layout``)
+    and ``self.version`` counts its updates. Replace the model only through
+    ``self.step(new)``; never modify ``self.params`` in place, because the
+    simulator may hold it as the base of in-flight jobs.
+    """
+
+    name: ClassVar[str] = ""
+    source: ClassVar[str] = ""           # short citation shown by `asyncfl-bench list`
+    synchronous: ClassVar[bool] = False   # True: the schedule runs in rounds (FedAvg)
+    defaults: ClassVar[dict] = {}
+
+    def __init__(self, ctx: ServerContext, params: torch.Tensor, **hparams: Any):
+        unknown = sorted(set(hparams) - set(self.defaults))
+        if unknown:
+            raise UserError(f"method '{self.name}' has no parameter {unknown[0]!r}; "
+                            f"valid: {', '.join(sorted(self.defaults)) or 'none'}")
+        self.ctx = ctx
+        self.hp = SimpleNamespace(**{**self.defaults, **hparams})
+        self.params = params
+        self.version = 0
+
+    # -- hooks ---------------------------------------------------------------
+    def payload(self, client: int) -> Any:
+        """Extra state shipped with the model at dispatch (e.g. FedGen's generator)."""
+        return None
+
+    def client_regularizer(self, payload: Any) -> Regularizer | None:
+        """An extra loss term ``f(model, x, y, logits)`` for local training."""
+        return None
+
+    def receive(self, update: ClientUpdate) -> None:
+        """React to an arriving update: buffer, compensate, distil, ``step``."""
+        raise NotImplementedError
+
+    def server_state(self) -> dict:
+        """Tensors and plain data needed to resume (buffers, caches, optimiser state)."""
+        return {}
+
+    def load_server_state(self, state: dict) -> None:
+        pass
+
+    def metrics(self) -> dict:
+        """Flat numbers about the server's own work (seconds, counts, sizes),
+        merged into the run's summary.json."""
+        return {}
+
+    # -- for subclasses --------------------------------------------------------
+    def step(self, new_params: torch.Tensor) -> None:
+        self.params = new_params
+        self.version += 1
+
+
