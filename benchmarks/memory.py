@@ -35,7 +35,8 @@ def one(clients: int, concurrency: int, arrivals: int, device: str, batch_client
     import torch
 
     from asyncfl_bench.config.settings import resolve
-    from asyncfl_bench.simulation.run import execute
+    from asyncfl_bench.simulation.run import RunOptions, execute
+    from asyncfl_bench.training.path import BatchClients
     from asyncfl_bench.config.registry import get_method, methods
     from asyncfl_bench.contract.task import Task, TaskData
     from asyncfl_bench.tasks.models import SmallCNN
@@ -67,7 +68,7 @@ def one(clients: int, concurrency: int, arrivals: int, device: str, batch_client
         torch.cuda.reset_peak_memory_stats()
         cuda_before = torch.cuda.memory_allocated()
     with tempfile.TemporaryDirectory() as tmp:
-        summary, _ = execute(cfg, task, data, Path(tmp), force=True, batch_clients=batch_clients)
+        summary, _ = execute(cfg, task, data, RunOptions(Path(tmp), force=True, batch_clients=BatchClients.parse(batch_clients)))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     row = {"clients": clients, "concurrency": concurrency, "arrivals": arrivals, "device": device,
            "training_path": summary["training_path"], "max_live_bases": summary["max_live_bases"],

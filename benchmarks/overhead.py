@@ -21,7 +21,8 @@ import pandas as pd
 import torch
 
 from asyncfl_bench.config.settings import resolve
-from asyncfl_bench.simulation.run import execute
+from asyncfl_bench.simulation.run import RunOptions, execute
+from asyncfl_bench.training.path import BatchClients
 from asyncfl_bench.config.registry import get_method, get_task, method_names, methods
 
 
@@ -33,7 +34,7 @@ def measure(task_name, preset, method, device, batch_clients, reps, data_dir=Non
     for _ in range(reps):
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            summary, _ = execute(cfg, task, data, Path(tmp), force=True, batch_clients=batch_clients)
+            summary, _ = execute(cfg, task, data, RunOptions(Path(tmp), force=True, batch_clients=BatchClients.parse(batch_clients)))
             wall = time.perf_counter() - t0
         s = summary["seconds"]
         rows.append({"wall": wall, "train": s["train"], "eval": s["eval"], "server": s["server"],

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from asyncfl_bench.config.settings import resolve
-from asyncfl_bench.simulation.run import execute
+from asyncfl_bench.simulation.run import RunOptions, execute
 from asyncfl_bench.config.registry import get_method, get_task, method_names, methods
 
 
@@ -38,7 +38,7 @@ def main():
         if data is None:
             data = task.load(cfg["setup"], 0, args.data_dir).to(args.device)
         with tempfile.TemporaryDirectory() as tmp:
-            s, _ = execute(cfg, task, data, Path(tmp), force=True)
+            s, _ = execute(cfg, task, data, RunOptions(Path(tmp), force=True))
         sec = s["seconds"]
         rows.append({"method": name, "server_ms_per_arrival": s["server_ms_per_arrival"],
                      "server_share_of_wall": sec["server"] / sec["total"], "wall_s": sec["total"],

@@ -30,7 +30,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from asyncfl_bench.training.batched import BatchedTrainer, unsupported_reason
-from asyncfl_bench.training.path import choose_path
+from asyncfl_bench.training.path import BatchClients, choose_path
 from asyncfl_bench.config.settings import SETUP_DEFAULTS, deep_merge
 from asyncfl_bench.training.flat import Layout
 from asyncfl_bench.tasks.digits import Digits
@@ -98,7 +98,7 @@ def measure(case, device, reps):
     clients = [c.to(dev) for c in case["clients"][:k]]
     seeds = [job_seed(0, c, 0) for c in range(k)]
     seq = LocalTrainer(build, layout, local, dev)
-    path = choose_path("auto", model, layout, local, dev, k, x[:1])
+    path = choose_path(BatchClients("auto"), model, layout, local, dev, k, x[:1])
     stackable = unsupported_reason(model, layout) is None
 
     def sequential():

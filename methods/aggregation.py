@@ -1,65 +1,40 @@
-"""Where a corrected delta goes: FedAsync-style mixing or a FedBuff-style buffer.
+"""Server-side aggregation shared by the methods.
 
-Methods that turn a stale delta into an estimate of the fresh one (DC-ASGD,
-gi-switch) rebase it on the current model, x_t + Δ̃, and then aggregate it
-like an ordinary arrival. ``aggregation`` picks the rule:
+* ``weighted_mean``: Σ w_i·v_i / Σ w_i over a buffer of flat vectors;
+* ``ServerOptimizer``: server SGD with momentum on the pseudo-gradient −Δ (FedOpt's form);
+* ``LatestPerClient``: each client's latest tensor and their running sum (FedEcho's
+  ensemble of predictions, CA2FL's cache of updates);
+* ``BufferedMethod``: FedBuff's server loop (Nguyen et al., AISTATS 2022, Alg. 1):
+  buffer K contributions, s(τ)·Δ by default, then x ← x + η_g·mean through the server
+  optimiser. Variants override small hooks (what an arrival contributes and weighs,
+  when the buffer is full, how it is aggregated, what the server makes of the
+  stepped model, what follows a step);
+* ``CorrectedDeltaMethod``: methods that turn a stale delta into an estimate Δ̃ of the
+  fresh one (DC-ASGD, gi-switch) rebase it on the current model, x_t + Δ̃, and
+  aggregate it like an ordinary arrival, by the rule ``aggregation`` picks:
 
-* ``fedasync``: x ← (1 − a)·x + a·(x + Δ̃) = x + a·Δ̃, a = α·s(τ) (Xie et al. 2019, Alg. 1);
-* ``fedbuff``: buffer s(τ)·Δ̃; every K arrivals x ← x + η_g·mean (Nguyen et al. 2022, Alg. 1),
-  with server momentum as in ``ServerOptimizer``.
+  - ``fedasync``: x ← (1 − a)·x + a·(x + Δ̃) = x + a·Δ̃, a = α·s(τ) (Xie et al. 2019, Alg. 1);
+  - ``fedbuff``: buffer s(τ)·Δ̃; every K arrivals x ← x + η_g·mean (Nguyen et al. 2022, Alg. 1).
 
-s(τ) defaults to ``constant``: a compensated delta stands for a fresh one,
-and both papers apply it undiscounted.
+  s(τ) defaults to ``constant`` there: a compensated delta stands for a fresh one,
+  and both papers apply it undiscounted.
 """
 from __future__ import annotations
 
 import torch
 
+from asyncfl_bench.contract.method import ClientUpdate, Method
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.training.flat import weighted_mean
 from asyncfl_bench.staleness import make_staleness
 
-KINDS = ("fedasync", "fedbuff")
 
-DEFAULTS = {
-    "aggregation": "fedasync",  # fedasync | fedbuff
-    "alpha": 0.6,               # fedasync: α, FedAsync's default
-    "staleness": "constant",    # s(τ), see asyncfl_bench/staleness.py
-    "buffer_size": 10,          # fedbuff: K
-    "server_lr": 1.0,           # fedbuff: η_g
-    "server_momentum": 0.0,     # fedbuff: server SGD momentum
-}
-
-
-class DeltaAggregator:
-    def __init__(self, hp):
-        if hp.aggregation not in KINDS:
-            raise UserError(f"unknown aggregation '{hp.aggregation}'; valid: {', '.join(KINDS)}")
-        if hp.aggregation == "fedbuff" and hp.buffer_size < 1:
-            raise UserError(f"buffer_size must be >= 1, got {hp.buffer_size}")
-        self.hp = hp
-        self.s = make_staleness(hp.staleness)
-        self.opt = ServerOptimizer(hp.server_lr, hp.server_momentum)
-        self.buffer: list[torch.Tensor] = []
-
-    def add(self, params: torch.Tensor, delta: torch.Tensor, staleness: int) -> torch.Tensor | None:
-        """Take one corrected delta; return the new server model when this arrival makes one."""
-        w = self.s(staleness)
-        if self.hp.aggregation == "fedasync":
-            return params + (self.hp.alpha * w) * delta
-        self.buffer.append(w * delta)
-        if len(self.buffer) < self.hp.buffer_size:
-            return None
-        new = self.opt.apply(params, weighted_mean(self.buffer, [1.0] * len(self.buffer)))
-        self.buffer = []
-        return new
-
-    def state(self) -> dict:
-        return {"buffer": list(self.buffer), "opt": self.opt.state()}
-
-    def load(self, state: dict) -> None:
-        self.buffer = list(state["buffer"])
-        self.opt.load(state["opt"])
+def weighted_mean(vectors: list[torch.Tensor], weights: list[float]) -> torch.Tensor:
+    """Σ w_i·v_i / Σ w_i, accumulated in order (the digits the baselines record depend on it)."""
+    total = sum(weights)
+    out = torch.zeros_like(vectors[0])
+    for v, w in zip(vectors, weights):
+        out.add_(v, alpha=w / total)
+    return out
 
 
 class ServerOptimizer:
@@ -80,3 +55,164 @@ class ServerOptimizer:
 
     def load(self, state: dict) -> None:
         self.buf = state.get("buf")
+
+
+class LatestPerClient:
+    """Each client's latest tensor, stored in ``dtype`` on ``device``, and their sum.
+
+    The sum is kept in float64 and updated on every replacement (add the new tensor,
+    subtract the one it replaces), so it stays the sum of what is stored without
+    re-adding N tensors.
+    """
+
+    def __init__(self, shape, dtype: torch.dtype = torch.float32, device="cpu"):
+        self.dtype, self.device = dtype, torch.device(device)
+        self.latest: dict[int, torch.Tensor] = {}
+        self.total = torch.zeros(shape, dtype=torch.float64, device=self.device)
+
+    def update(self, client: int, value: torch.Tensor) -> torch.Tensor | None:
+        """Store ``value`` as the client's latest; return the tensor it replaces (None the first time)."""
+        new = value.detach().to(self.device, self.dtype)
+        old = self.latest.get(client)
+        self.total += new.double() - (0 if old is None else old.double())
+        self.latest[client] = new
+        return old
+
+    def __len__(self) -> int:
+        return len(self.latest)
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in self.latest.values())
+
+    def state(self) -> dict:
+        return {"latest": dict(self.latest), "total": self.total}
+
+    def load(self, state: dict) -> None:
+        self.latest, self.total = {int(k): v for k, v in state["latest"].items()}, state["total"]
+
+
+class UpdateBuffer:
+    """What awaits the next server step: the contributions, their weights, and the
+    server optimiser that applies their aggregate."""
+
+    def __init__(self, server_lr: float, server_momentum: float = 0.0):
+        self.opt = ServerOptimizer(server_lr, server_momentum)
+        self.buffer: list[torch.Tensor] = []
+        self.counts: list[float] = []
+
+    def add(self, contribution: torch.Tensor, weight: float) -> None:
+        self.buffer.append(contribution)
+        self.counts.append(weight)
+
+    def __len__(self) -> int:
+        return len(self.buffer)
+
+    def mean(self) -> torch.Tensor:
+        return weighted_mean(self.buffer, self.counts)
+
+    def clear(self) -> None:
+        self.buffer, self.counts = [], []
+
+    def state(self) -> dict:
+        return {"buffer": list(self.buffer), "counts": list(self.counts), "opt": self.opt.state()}
+
+    def load(self, state: dict) -> None:
+        self.buffer, self.counts = list(state["buffer"]), list(state["counts"])
+        self.opt.load(state["opt"])
+
+
+class BufferedMethod(Method):
+    """FedBuff's server loop (Nguyen et al., AISTATS 2022, Alg. 1) with hooks for its variants.
+
+    Every arrival adds ``contribution(update)`` with weight ``weight(update)`` to the
+    buffer ``self.agg``; when ``round_ends(update)`` the server takes
+    x̂ = ServerOptimizer(x, ``aggregate()``), empties the buffer, commits
+    ``refine(x̂)`` as the new model and calls ``after_step()``.
+
+    Hyperparameters read: ``server_lr`` (η_g), and where a variant has them
+    ``buffer_size`` (K), ``server_momentum`` (default 0), ``staleness`` (s(τ),
+    default constant) and ``weight_by_samples`` (default False).
+    """
+
+    def __init__(self, ctx, params, **hparams):
+        super().__init__(ctx, params, **hparams)
+        hp = self.hp
+        if hasattr(hp, "buffer_size") and hp.buffer_size < 1:
+            raise UserError(f"{self.name}.buffer_size must be ≥ 1, got {hp.buffer_size}; "
+                            f"fix: --set {self.name}.buffer_size=10")
+        # variants without staleness scaling or server momentum leave those keys out
+        self.s = make_staleness(getattr(hp, "staleness", "constant"))
+        self.agg = UpdateBuffer(hp.server_lr, getattr(hp, "server_momentum", 0.0))
+
+    # -- hooks ---------------------------------------------------------------------
+    def contribution(self, update: ClientUpdate) -> torch.Tensor:
+        """What the arrival puts in the buffer: s(τ)·Δ."""
+        return self.s(update.staleness) * update.delta
+
+    def weight(self, update: ClientUpdate) -> float:
+        """Its weight in the mean: 1, or its sample count n_i with ``weight_by_samples``."""
+        return float(update.num_samples) if getattr(self.hp, "weight_by_samples", False) else 1.0
+
+    def round_ends(self, update: ClientUpdate) -> bool:
+        """Whether this arrival triggers the server step: the buffer holds K."""
+        return len(self.agg) >= self.hp.buffer_size
+
+    def aggregate(self) -> torch.Tensor:
+        """The server's pseudo-update from the buffer: the weighted mean."""
+        return self.agg.mean()
+
+    def refine(self, stepped: torch.Tensor) -> torch.Tensor:
+        """The model the server commits, given the stepped one x̂ (FedEcho distils from it)."""
+        return stepped
+
+    def after_step(self) -> None:
+        """Server work after a step (FedGen's generator round)."""
+
+    # -- the loop ------------------------------------------------------------------
+    def receive(self, update: ClientUpdate) -> None:
+        self.agg.add(self.contribution(update), self.weight(update))
+        if self.round_ends(update):
+            stepped = self.agg.opt.apply(self.params, self.aggregate())
+            self.agg.clear()
+            self.step(self.refine(stepped))
+            self.after_step()
+
+    def server_state(self) -> dict:
+        return {"agg": self.agg.state()}
+
+    def load_server_state(self, state: dict) -> None:
+        self.agg.load(state["agg"])
+
+
+class CorrectedDeltaMethod(BufferedMethod):
+    """Aggregates ``corrected_delta(update)``, an estimate Δ̃ of the fresh delta,
+    FedAsync- or FedBuff-style (see the module docstring)."""
+
+    defaults = {
+        "aggregation": "fedasync",  # fedasync | fedbuff
+        "alpha": 0.6,               # fedasync: α, FedAsync's default
+        "staleness": "constant",    # s(τ), see asyncfl_bench/staleness.py
+        "buffer_size": 10,          # fedbuff: K
+        "server_lr": 1.0,           # fedbuff: η_g
+        "server_momentum": 0.0,     # fedbuff: server SGD momentum
+    }
+    KINDS = ("fedasync", "fedbuff")
+
+    def __init__(self, ctx, params, **hparams):
+        super().__init__(ctx, params, **hparams)
+        if self.hp.aggregation not in self.KINDS:
+            raise UserError(f"unknown aggregation '{self.hp.aggregation}'; valid: {', '.join(self.KINDS)}")
+
+    def corrected_delta(self, update: ClientUpdate) -> torch.Tensor:
+        """Δ̃, the estimate of the delta the client would send from x_t."""
+        raise NotImplementedError
+
+    def contribution(self, update: ClientUpdate) -> torch.Tensor:
+        return self.s(update.staleness) * self.corrected_delta(update)
+
+    def receive(self, update: ClientUpdate) -> None:
+        if self.hp.aggregation == "fedbuff":
+            super().receive(update)
+            return
+        delta = self.corrected_delta(update)
+        self.step(self.params + (self.hp.alpha * self.s(update.staleness)) * delta)

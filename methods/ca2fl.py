@@ -4,8 +4,9 @@ Wang, Cao, Wu, Chen, Chen. "Tackling the Data Heterogeneity in Asynchronous
 Federated Learning with Cached Update Calibration". ICLR 2024, Algorithm 2.
 
 The server caches each client's latest update h_i (zero before its first).
-An arriving Δ_i adds the calibration Δ_i − h_i to an accumulator S and
-replaces h_i. After M arrivals:
+An arriving Δ_i puts the calibration Δ_i − h_i in the buffer (FedBuff's,
+``aggregation.BufferedMethod``) and replaces h_i. After M arrivals, with S the
+sum of their calibrations:
 
     v_t = h̄_t + (1/M)·S,   x ← x + η·v_t,   h̄_{t+1} = (1/N)·Σ_i h_i
 
@@ -24,13 +25,13 @@ from __future__ import annotations
 import torch
 
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.contract.method import ClientUpdate, Method
-from asyncfl_bench.methods.aggregation import ServerOptimizer
+from asyncfl_bench.contract.method import ClientUpdate
+from asyncfl_bench.methods.aggregation import BufferedMethod, LatestPerClient
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-class CA2FL(Method):
+class CA2FL(BufferedMethod):
     name = "ca2fl"
     source = "Wang et al., ICLR 2024"
     defaults = {
@@ -38,42 +39,39 @@ class CA2FL(Method):
         "server_lr": 1.0,         # η
         "cache_dtype": "float32",
     }
+    search_space = {"server_lr": "log:low=0.1,high=5.0"}
 
     def __init__(self, ctx, params, **hparams):
         super().__init__(ctx, params, **hparams)
         if self.hp.cache_dtype not in DTYPES:
             raise UserError(f"ca2fl.cache_dtype '{self.hp.cache_dtype}' unknown; valid: {', '.join(DTYPES)}")
-        self.opt = ServerOptimizer(self.hp.server_lr)
-        self.cache: dict[int, torch.Tensor] = {}              # h_i, CPU, compact dtype
-        self.cache_sum = torch.zeros_like(params, device="cpu", dtype=torch.float64)  # Σ_i h_i
+        # h_i on the CPU in the compact dtype, Σ_i h_i in float64
+        self.cache = LatestPerClient(params.shape, DTYPES[self.hp.cache_dtype])
         self.hbar = torch.zeros_like(params)                   # h̄_t, fixed during a round
-        self.calibration = torch.zeros_like(params)            # S
-        self.arrived = 0
 
-    def receive(self, update: ClientUpdate) -> None:
+    def contribution(self, update: ClientUpdate) -> torch.Tensor:
+        """The calibration Δ_i − h_i; h_i ← Δ_i."""
         delta = update.delta
-        old = self.cache.get(update.client)
-        old_dev = torch.zeros_like(delta) if old is None else old.to(delta.device, delta.dtype)
-        self.calibration += delta - old_dev
-        new = delta.to("cpu", DTYPES[self.hp.cache_dtype])
-        self.cache_sum += new.double() - (0 if old is None else old.double())
-        self.cache[update.client] = new
-        self.arrived += 1
-        if self.arrived == self.hp.buffer_size:
-            v = self.hbar + self.calibration / self.hp.buffer_size
-            self.step(self.opt.apply(self.params, v))
-            self.hbar = (self.cache_sum / self.ctx.num_clients).to(self.params.device, self.params.dtype)
-            self.calibration = torch.zeros_like(self.params)
-            self.arrived = 0
+        old = self.cache.update(update.client, delta)
+        return delta - (torch.zeros_like(delta) if old is None else old.to(delta.device, delta.dtype))
+
+    def aggregate(self) -> torch.Tensor:
+        """v_t = h̄_t + (1/M)·S, S the sum of the round's calibrations."""
+        calibration = torch.zeros_like(self.params)
+        for c in self.agg.buffer:
+            calibration += c
+        return self.hbar + calibration / self.hp.buffer_size
+
+    def after_step(self) -> None:
+        self.hbar = (self.cache.total / self.ctx.num_clients).to(self.params.device, self.params.dtype)
 
     def cache_bytes(self) -> int:
-        return sum(h.numel() * h.element_size() for h in self.cache.values())
+        return self.cache.nbytes()
 
     def server_state(self) -> dict:
-        return {"cache": dict(self.cache), "cache_sum": self.cache_sum, "hbar": self.hbar,
-                "calibration": self.calibration, "arrived": self.arrived}
+        return {**super().server_state(), "cache": self.cache.state(), "hbar": self.hbar}
 
     def load_server_state(self, state: dict) -> None:
-        self.cache = dict(state["cache"])
-        self.cache_sum, self.hbar = state["cache_sum"], state["hbar"]
-        self.calibration, self.arrived = state["calibration"], state["arrived"]
+        super().load_server_state(state)
+        self.cache.load(state["cache"])
+        self.hbar = state["hbar"]

@@ -17,7 +17,7 @@ w_bak = x_{t−τ}, the compensated delta is
 
 (note the minus sign: a delta points against the gradient). Δ̃ is rebased on
 x_t and aggregated FedAsync- or FedBuff-style (``aggregation``, see
-``delta_aggregation.py``). Choices the paper leaves open, made here:
+``aggregation.CorrectedDeltaMethod``). Choices the paper leaves open, made here:
 
 * η_eff is the client's whole local run: K local steps of size η_l/(1 − μ)
   (``local_emulation.effective_lr``); a single local step gives η_eff = η_l;
@@ -31,8 +31,8 @@ from __future__ import annotations
 import torch
 
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.contract.method import ClientUpdate, Method
-from asyncfl_bench.methods.aggregation import DEFAULTS as AGGREGATION_DEFAULTS, DeltaAggregator
+from asyncfl_bench.contract.method import ClientUpdate
+from asyncfl_bench.methods.aggregation import CorrectedDeltaMethod
 from asyncfl_bench.methods.local_emulation import effective_lr
 
 
@@ -41,7 +41,7 @@ def compensate(delta: torch.Tensor, base: torch.Tensor, now: torch.Tensor, lam, 
     return delta - (lam / eta) * delta * delta * (now - base)
 
 
-class DCASGD(Method):
+class DCASGD(CorrectedDeltaMethod):
     name = "dc-asgd"
     source = "Zheng et al., ICML 2017"
     defaults = {
@@ -50,14 +50,15 @@ class DCASGD(Method):
         "lam0": 2.0,             # λ₀ of DC-ASGD-a
         "ms_momentum": 0.95,     # m of DC-ASGD-a's mean square
         "eps": 1e-7,
-        **AGGREGATION_DEFAULTS,
+        **CorrectedDeltaMethod.defaults,
     }
+    # λ₀ sets the compensation's strength, α (FedAsync aggregation) the step
+    search_space = {"lam0": "log:low=0.2,high=20.0", "alpha": "log:low=0.1,high=1.0"}
 
     def __init__(self, ctx, params, **hparams):
         super().__init__(ctx, params, **hparams)
         if self.hp.variant not in ("adaptive", "constant"):
             raise UserError(f"dc-asgd variant must be adaptive or constant, got '{self.hp.variant}'")
-        self.agg = DeltaAggregator(self.hp)
         self.ms: torch.Tensor | None = None
         self.count = 0
 
@@ -70,18 +71,15 @@ class DCASGD(Method):
         ms_hat = self.ms / (1 - m ** self.count)
         return self.hp.lam0 / torch.sqrt(ms_hat + self.hp.eps)
 
-    def receive(self, update: ClientUpdate) -> None:
+    def corrected_delta(self, update: ClientUpdate) -> torch.Tensor:
         delta = update.delta
         eta = effective_lr(self.ctx.local, update.num_samples)
         lam = self._lambda(-delta / eta)
-        fixed = compensate(delta, update.base, self.params, lam, eta) if update.staleness else delta
-        new = self.agg.add(self.params, fixed, update.staleness)
-        if new is not None:
-            self.step(new)
+        return compensate(delta, update.base, self.params, lam, eta) if update.staleness else delta
 
     def server_state(self) -> dict:
-        return {"agg": self.agg.state(), "ms": self.ms, "count": self.count}
+        return {**super().server_state(), "ms": self.ms, "count": self.count}
 
     def load_server_state(self, state: dict) -> None:
-        self.agg.load(state["agg"])
+        super().load_server_state(state)
         self.ms, self.count = state["ms"], state["count"]

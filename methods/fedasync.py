@@ -19,6 +19,7 @@ class FedAsync(Method):
         "alpha": 0.6,                    # α, the mixing weight
         "staleness": "polynomial:a=0.5", # s(τ)
     }
+    search_space = {"alpha": "log:low=0.1,high=1.0"}
 
     def __init__(self, ctx, params, **hparams):
         super().__init__(ctx, params, **hparams)

@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import torch
 
-from asyncfl_bench.contract.method import ClientUpdate, Method
-from asyncfl_bench.methods.aggregation import ServerOptimizer
-from asyncfl_bench.training.flat import weighted_mean
+from asyncfl_bench.contract.method import ClientUpdate
+from asyncfl_bench.methods.aggregation import BufferedMethod
 
 
-class FedAvgSync(Method):
+class FedAvgSync(BufferedMethod):
     name = "fedavg-sync"
     source = "McMahan et al., AISTATS 2017"
     synchronous = True
@@ -27,22 +26,11 @@ class FedAvgSync(Method):
         "server_lr": 1.0,            # η = 1: plain FedAvg
         "weight_by_samples": True,   # n_i / n, as in the paper
     }
+    search_space = {"server_lr": "log:low=0.1,high=5.0"}
 
-    def __init__(self, ctx, params, **hparams):
-        super().__init__(ctx, params, **hparams)
-        self.opt = ServerOptimizer(self.hp.server_lr)
-        self.round: list[torch.Tensor] = []
-        self.counts: list[float] = []
+    # the buffer is the round: raw deltas (no staleness within a round), n_i-weighted
+    def contribution(self, update: ClientUpdate) -> torch.Tensor:
+        return update.delta
 
-    def receive(self, update: ClientUpdate) -> None:
-        self.round.append(update.delta)
-        self.counts.append(float(update.num_samples) if self.hp.weight_by_samples else 1.0)
-        if update.ends_round:
-            self.step(self.opt.apply(self.params, weighted_mean(self.round, self.counts)))
-            self.round, self.counts = [], []
-
-    def server_state(self) -> dict:
-        return {"round": list(self.round), "counts": list(self.counts)}
-
-    def load_server_state(self, state: dict) -> None:
-        self.round, self.counts = list(state["round"]), list(state["counts"])
+    def round_ends(self, update: ClientUpdate) -> bool:
+        return update.ends_round

@@ -10,7 +10,7 @@ ensemble p̄(u) is the mean of every client's latest stored prediction, so a
 straggler that reported long ago still speaks, however many fast arrivals came
 since. Every M arrivals the server
 
-1. takes a FedBuff-style step  x̂ = x + η · (1/M)·Σ s(τ_i)·Δ_i,
+1. takes a FedBuff-style step  x̂ = x + η · (1/M)·Σ s(τ_i)·Δ_i (``aggregation.BufferedMethod``),
 2. distils for Q steps on mini-batches of U, starting from x̂, with the per-sample loss
 
        ℓ(u) = α(u)·KL(p̄(u) ‖ S(u)) + (1 − α(u))·CE(S(u), argmax p̄(u)),
@@ -48,12 +48,11 @@ import torch
 import torch.nn.functional as F
 
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.contract.method import ClientUpdate, Method
-from asyncfl_bench.methods.aggregation import ServerOptimizer
+from asyncfl_bench.contract.method import ClientUpdate
+from asyncfl_bench.methods.aggregation import BufferedMethod, LatestPerClient
 from asyncfl_bench.methods.distill.synthesis import default_forward
-from asyncfl_bench.training.flat import weighted_mean
+from asyncfl_bench.methods.fedrevive import FedRevive
 from asyncfl_bench.config.spec import parse_spec
-from asyncfl_bench.staleness import make_staleness
 
 
 def uncertainty_alpha(probs: torch.Tensor, alpha_min: float, alpha_max: float) -> torch.Tensor:
@@ -72,34 +71,23 @@ def echo_loss(student_logits: torch.Tensor, ensemble: torch.Tensor, alpha_min: f
     return (alpha * kl + (1 - alpha) * ce).mean()
 
 
-class EchoEnsemble:
+class EchoEnsemble(LatestPerClient):
     """Every client's latest predictions on U (float16, CPU) and their running sum."""
 
     def __init__(self, size: int, num_classes: int):
-        self.probs: dict[int, torch.Tensor] = {}
-        self.total = torch.zeros(size, num_classes, dtype=torch.float64)
+        super().__init__((size, num_classes), torch.float16)
 
-    def update(self, client: int, probs: torch.Tensor) -> None:
-        new = probs.detach().to("cpu", torch.float16)
-        old = self.probs.get(client)
-        self.total += new.double() - (0 if old is None else old.double())
-        self.probs[client] = new
+    @property
+    def probs(self) -> dict[int, torch.Tensor]:
+        return self.latest
 
     def mean(self, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """p̄ on the rows ``idx`` of U (all rows by default): the mean over the clients seen."""
         total = self.total if idx is None else self.total[idx]
-        return (total / max(len(self.probs), 1)).float()
-
-    def nbytes(self) -> int:
-        return sum(p.numel() * p.element_size() for p in self.probs.values())
-
-    def state(self) -> dict:
-        return {"probs": dict(self.probs), "total": self.total}
-
-    def load(self, state: dict) -> None:
-        self.probs, self.total = {int(k): v for k, v in state["probs"].items()}, state["total"]
+        return (total / max(len(self), 1)).float()
 
 
-class FedEcho(Method):
+class FedEcho(BufferedMethod):
     name = "fedecho"
     source = "Wang, Ma, Chen, arXiv:2511.19966 (2025)"
     defaults = {
@@ -117,6 +105,7 @@ class FedEcho(Method):
         "synthetic_after": 100,   # synthetic U: the version at which it is synthesised and frozen
         "synthesiser": "fedrevive",  # synthetic U: FedRevive with these overrides (fedrevive:k=v,...)
     }
+    search_space = {"server_lr": "log:low=0.1,high=5.0", "distill_lr": "log:low=1e-4,high=1e-2"}
 
     def __init__(self, ctx, params, **hparams):
         super().__init__(ctx, params, **hparams)
@@ -125,15 +114,12 @@ class FedEcho(Method):
             raise UserError(f"fedecho needs 0 <= alpha_min <= alpha_max <= 1, got {hp.alpha_min}, {hp.alpha_max}")
         if hp.proxy not in ("heldout", "synthetic"):
             raise UserError(f"fedecho.proxy '{hp.proxy}' unknown; valid: heldout, synthetic")
-        self.s = make_staleness(hp.staleness)
-        self.opt = ServerOptimizer(hp.server_lr)
         self.rng = torch.Generator().manual_seed(int(ctx.seed) * 7_368_787 + 0xEC0)
         self.student = ctx.build_model().to(ctx.device)
-        self.buffer: list[torch.Tensor] = []
         self.seconds = {"predict": 0.0, "distill": 0.0}
         self.proxy_x: torch.Tensor | None = None
         self.ensemble: EchoEnsemble | None = None
-        self.source = None        # the data-free source of a synthetic U
+        self.synthesis_source: FedRevive | None = None   # the data-free source of a synthetic U
         self.forward = default_forward   # how the student reads U (text: packed inputs_embeds)
         if hp.proxy == "heldout":
             x = ctx.extras.proxy_x
@@ -142,22 +128,23 @@ class FedEcho(Method):
                                 "proxy_fraction=0.1 (or --set fedecho.proxy=synthetic)")
             self._set_proxy(x)
         else:
-            from asyncfl_bench.methods.fedrevive import FedRevive
             kind, overrides = parse_spec(hp.synthesiser, "fedecho.synthesiser")
             if kind != "fedrevive":
                 raise UserError(f"fedecho.synthesiser '{kind}' unknown; valid: fedrevive[:k=v,...]")
-            self.source = FedRevive(ctx, params, **overrides)
-            self.forward = self.source.synth.forward
+            self.synthesis_source = FedRevive(ctx, params, **overrides)
+            self.forward = self.synthesis_source.synth.forward
 
     # -- the client side of a synthetic U: clients record feature statistics ---------
     def payload(self, client: int):
-        return None if self.source is None else self.source.payload(client)
+        src = self.synthesis_source
+        return None if src is None else src.payload(client)
 
     def client_regularizer(self, payload):
-        return None if self.source is None else self.source.client_regularizer(payload)
+        src = self.synthesis_source
+        return None if src is None else src.client_regularizer(payload)
 
     def _build_synthetic_proxy(self) -> None:
-        src, size = self.source, self.hp.proxy_size or 512
+        src, size = self.synthesis_source, self.hp.proxy_size or 512
         t0 = time.perf_counter()
         for _ in range(-(-size // src.hp.synth_batch)):
             src.synthesize(self.params, adversarial=True)
@@ -197,42 +184,43 @@ class FedEcho(Method):
 
     def receive(self, update: ClientUpdate) -> None:
         t0 = time.perf_counter()
-        if self.source is not None:
-            self.source.observe(update)
+        if self.synthesis_source is not None:
+            self.synthesis_source.observe(update)
             if self.ensemble is None and self.version >= self.hp.synthetic_after:
                 self._build_synthetic_proxy()
         if self.ensemble is not None:
             self.ensemble.update(update.client, self._predict(update.params))
-        t1 = time.perf_counter()
-        self.seconds["predict"] += t1 - t0
-        self.buffer.append(self.s(update.staleness) * update.delta)
-        if len(self.buffer) >= self.hp.buffer_size:
-            stepped = self.opt.apply(self.params, weighted_mean(self.buffer, [1.0] * len(self.buffer)))
-            self.buffer = []
-            if self.ensemble is not None and self.hp.distill_steps > 0:
-                stepped = self._distil(stepped)
-            self.step(stepped)
-            self.seconds["distill"] += time.perf_counter() - t1
+        self.seconds["predict"] += time.perf_counter() - t0
+        super().receive(update)
+
+    def refine(self, stepped: torch.Tensor) -> torch.Tensor:
+        """Step 2: distil from x̂ toward the ensemble (x̂ itself until U exists)."""
+        if self.ensemble is None or self.hp.distill_steps <= 0:
+            return stepped
+        t0 = time.perf_counter()
+        distilled = self._distil(stepped)
+        self.seconds["distill"] += time.perf_counter() - t0
+        return distilled
 
     def metrics(self) -> dict:
         return {"predict_seconds": self.seconds["predict"], "distill_seconds": self.seconds["distill"],
                 "synthesis_seconds": self.seconds.get("synthesis", 0.0),
-                "ensemble_clients": 0 if self.ensemble is None else len(self.ensemble.probs),
+                "ensemble_clients": 0 if self.ensemble is None else len(self.ensemble),
                 "ensemble_bytes": 0 if self.ensemble is None else self.ensemble.nbytes()}
 
     def server_state(self) -> dict:
-        return {"buffer": list(self.buffer), "opt": self.opt.state(), "rng": self.rng.get_state(),
+        src = self.synthesis_source
+        return {**super().server_state(), "rng": self.rng.get_state(),
                 "ensemble": None if self.ensemble is None else self.ensemble.state(),
-                "proxy_x": self.proxy_x if self.source is not None else None,
-                "source": None if self.source is None else self.source.server_state(),
+                "proxy_x": self.proxy_x if src is not None else None,
+                "synthesis_source": None if src is None else src.server_state(),
                 "seconds": dict(self.seconds)}
 
     def load_server_state(self, state: dict) -> None:
-        self.buffer = list(state["buffer"])
-        self.opt.load(state["opt"])
+        super().load_server_state(state)
         self.rng.set_state(state["rng"])
-        if self.source is not None:
-            self.source.load_server_state(state["source"])
+        if self.synthesis_source is not None:
+            self.synthesis_source.load_server_state(state["synthesis_source"])
             if state["proxy_x"] is not None:
                 self._set_proxy(state["proxy_x"])
         if state["ensemble"] is not None:

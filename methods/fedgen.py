@@ -16,7 +16,7 @@ Client (Eq. 6): local loss + (B_g/B)·α_t·CE(head(G(ŷ)), ŷ) + β_t·KL(softm
 ŷ uniform over those labels, α_t = β_t = 10 · 0.98^round (floor 1e-4), from round 1 on.
 
 Asynchronous adaptation (ours): the aggregation is FedBuff's (buffer K deltas scaled
-by s(τ), server step); a "round" is a server version. At each version the generator
+by s(τ), server step; ``aggregation.BufferedMethod``); a "round" is a server version. At each version the generator
 learns from the heads of exactly the K clients just aggregated (FedGen's selected
 users), then ships, frozen, as the payload of every job dispatched until the next
 version, together with α_t, β_t for that version. The client regulariser counts the
@@ -32,15 +32,13 @@ import torch
 import torch.nn.functional as F
 
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.contract.method import ClientUpdate, Method
-from asyncfl_bench.methods.aggregation import ServerOptimizer
+from asyncfl_bench.contract.method import ClientUpdate
+from asyncfl_bench.methods.aggregation import BufferedMethod
 from asyncfl_bench.methods.distill.generator import FeatureGenerator, diversity_loss
 from asyncfl_bench.methods.distill.head import head_name, head_of, head_tensors
-from asyncfl_bench.training.flat import weighted_mean
-from asyncfl_bench.staleness import make_staleness
 
 
-class FedGen(Method):
+class FedGen(BufferedMethod):
     name = "fedgen"
     source = "Zhu, Hong, Zhou, ICML 2021"
     defaults = {
@@ -65,14 +63,14 @@ class FedGen(Method):
         "decay": 0.98,                 # α_t = α·decay^round
         "client_gen_batch": 32,        # B_g
     }
+    # α_g weighs the generator's teacher loss in local training: the strength of the idea
+    search_space = {"server_lr": "log:low=0.1,high=5.0", "alpha": "log:low=0.3,high=30.0"}
 
     def __init__(self, ctx, params, **hparams):
         super().__init__(ctx, params, **hparams)
         hp = self.hp
-        if hp.buffer_size < 1 or hp.gen_steps < 0 or hp.gen_batch < 2 or hp.client_gen_batch < 1:
-            raise UserError("fedgen: buffer_size ≥ 1, gen_steps ≥ 0, gen_batch ≥ 2, client_gen_batch ≥ 1 needed")
-        self.s = make_staleness(hp.staleness)
-        self.opt = ServerOptimizer(hp.server_lr, hp.server_momentum)
+        if hp.gen_steps < 0 or hp.gen_batch < 2 or hp.client_gen_batch < 1:
+            raise UserError("fedgen: gen_steps ≥ 0, gen_batch ≥ 2, client_gen_batch ≥ 1 needed")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(ctx.seed)
             model = ctx.build_model()
@@ -81,8 +79,7 @@ class FedGen(Method):
             self.generator = FeatureGenerator(ctx.num_classes, latent, hp.gen_hidden, hp.gen_noise).to(ctx.device)
         self.gen_opt = torch.optim.Adam(self.generator.parameters(), lr=hp.gen_lr, weight_decay=hp.gen_weight_decay)
         self.rng = torch.Generator().manual_seed(int(ctx.seed) * 1_000_003 + 0x6E)
-        self.buffer: list[torch.Tensor] = []
-        self.counts: list[torch.Tensor] = []     # label counts of the buffered clients
+        self.label_counts: list[torch.Tensor] = []   # label counts of the buffered clients
         self.heads: list[tuple] = []             # their heads (weight, bias)
         self.rounds = 0                          # generator updates so far
         self.labels = torch.arange(ctx.num_classes)
@@ -135,7 +132,7 @@ class FedGen(Method):
     def train_generator(self) -> list[float]:
         """One FedGen round of generator learning on the buffered clients' heads."""
         hp = self.hp
-        counts = torch.stack(self.counts).float() + 1        # (K, C), +1 as the reference
+        counts = torch.stack(self.label_counts).float() + 1  # (K, C), +1 as the reference
         qualified = (counts.max(0).values > 1).nonzero().flatten()
         if len(qualified) == 0:
             return []
@@ -164,32 +161,32 @@ class FedGen(Method):
         return losses
 
     def receive(self, update: ClientUpdate) -> None:
-        self.buffer.append(self.s(update.staleness) * update.delta)
         counts = (update.payload or {}).get("label_counts")
-        self.counts.append(counts.clone() if counts is not None
-                           else torch.zeros(self.ctx.num_classes, dtype=torch.long))
+        self.label_counts.append(counts.clone() if counts is not None
+                                 else torch.zeros(self.ctx.num_classes, dtype=torch.long))
         self.heads.append(tuple(t.clone() if t is not None else None
                                 for t in head_tensors(self.ctx.layout, update.params, self.head)))
-        if len(self.buffer) >= self.hp.buffer_size:
-            self.step(self.opt.apply(self.params, weighted_mean(self.buffer, [1.0] * len(self.buffer))))
-            t0 = time.perf_counter()
-            self.train_generator()
-            self.gen_seconds += time.perf_counter() - t0
-            self.buffer, self.counts, self.heads = [], [], []
+        super().receive(update)
+
+    def after_step(self) -> None:
+        t0 = time.perf_counter()
+        self.train_generator()
+        self.gen_seconds += time.perf_counter() - t0
+        self.label_counts, self.heads = [], []
 
     def metrics(self) -> dict:
         return {"generator_seconds": self.gen_seconds, "generator_rounds": self.rounds}
 
     def server_state(self) -> dict:
-        return {"buffer": list(self.buffer), "counts": list(self.counts), "heads": [list(h) for h in self.heads],
-                "opt": self.opt.state(), "generator": self.generator.state_dict(),
+        return {**super().server_state(), "label_counts": list(self.label_counts),
+                "heads": [list(h) for h in self.heads], "generator": self.generator.state_dict(),
                 "gen_opt": self.gen_opt.state_dict(), "rng": self.rng.get_state(), "rounds": self.rounds,
                 "labels": self.labels, "gen_seconds": self.gen_seconds}
 
     def load_server_state(self, state: dict) -> None:
-        self.buffer, self.counts = list(state["buffer"]), list(state["counts"])
+        super().load_server_state(state)
+        self.label_counts = list(state["label_counts"])
         self.heads = [tuple(h) for h in state["heads"]]
-        self.opt.load(state["opt"])
         self.generator.load_state_dict(state["generator"])
         self.gen_opt.load_state_dict(state["gen_opt"])
         self.rng.set_state(state["rng"])

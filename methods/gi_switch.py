@@ -12,7 +12,7 @@ For an update with staleness τ ≥ ``min_staleness`` from client i:
    (``inversion.invert``), warm-started from client i's previous D_rec (the paper's cheaper
    initialisation when a client's data stays the same);
 2. estimate the fresh update x̂_i = LocalUpdate(x_t; D_rec) and aggregate it in
-   place of the stale one (rebased deltas, ``delta_aggregation``).
+   place of the stale one (rebased deltas, ``aggregation.CorrectedDeltaMethod``).
 
 Switching: the server cannot know the error of x̂_i when it is made,
 but it can later. When client i's next update arrives, computed from some
@@ -58,8 +58,8 @@ import numpy as np
 import torch
 
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.contract.method import ClientUpdate, Method
-from asyncfl_bench.methods.aggregation import DEFAULTS as AGGREGATION_DEFAULTS, DeltaAggregator
+from asyncfl_bench.contract.method import ClientUpdate
+from asyncfl_bench.methods.aggregation import CorrectedDeltaMethod
 from asyncfl_bench.methods.inversion import Recovered, invert, relative_l1
 from asyncfl_bench.methods.local_emulation import LocalEmulator, unroll_schedule
 
@@ -94,7 +94,7 @@ class SwitchRule:
         return float(min(1.0, max(0.0, 1.0 - (version - self.switched_at) / self.blend)))
 
 
-class GISwitch(Method):
+class GISwitch(CorrectedDeltaMethod):
     name = "gi-switch"
     source = "Wang & Gao, arXiv:2309.13536 (2023)"
     defaults = {
@@ -108,10 +108,11 @@ class GISwitch(Method):
         "unroll_steps": 4,       # emulated full-batch steps; 0: one per local epoch (reference)
         "switch": True,          # False: never switch back (estimate every stale update)
         "blend_versions": 20,    # versions over which α falls from 1 to 0 after the switch
-        **AGGREGATION_DEFAULTS,
+        **CorrectedDeltaMethod.defaults,
         # the paper averages each round's models (FedAvg, 10 clients a round): FedBuff with K = 10, η_g = 1
         "aggregation": "fedbuff",
     }
+    search_space = {"server_lr": "log:low=0.1,high=5.0"}
 
     def __init__(self, ctx, params, **hparams):
         super().__init__(ctx, params, **hparams)
@@ -123,7 +124,6 @@ class GISwitch(Method):
             raise UserError("gi-switch: need 0 < rec_fraction <= 1, rec_max >= 1, iterations >= 1, "
                             "unroll_steps >= 0")
         self.input_shape = tuple(ctx.extras.input_shape)
-        self.agg = DeltaAggregator(hp)
         self.emulator = LocalEmulator(ctx.build_model().to(ctx.device), ctx.layout)
         self.rule = SwitchRule(hp.blend_versions, hp.switch)
         self.recovered: dict[int, Recovered] = {}
@@ -168,7 +168,9 @@ class GISwitch(Method):
         e2 = float(relative_l1(stale, fresh))
         self.rule.observe(e1, e2, self.version)
 
-    def receive(self, update: ClientUpdate) -> None:
+    def corrected_delta(self, update: ClientUpdate) -> torch.Tensor:
+        """x̂_i − x_t for a stale update (blended with the stale delta after the switch),
+        the raw delta otherwise; first scores this client's pending estimate against it."""
         if self.rule.switched_at is None:
             self._check(update)
         use = update.delta
@@ -182,9 +184,7 @@ class GISwitch(Method):
             self.recovered[update.client] = rec
             self.pending[update.client] = (self.version, self.emulator.trainable(update.delta))
             use = est if a == 1.0 else a * est + (1 - a) * update.delta
-        new = self.agg.add(self.params, use, update.staleness)
-        if new is not None:
-            self.step(new)
+        return use
 
     def metrics(self) -> dict:
         checks = self.rule.checks
@@ -201,14 +201,14 @@ class GISwitch(Method):
 
     def server_state(self) -> dict:
         # tensors and plain containers only: checkpoints load with weights_only=True
-        return {"agg": self.agg.state(), "pending": dict(self.pending),
+        return {**super().server_state(), "pending": dict(self.pending),
                 "recovered": {c: (r.x, r.label_logits) for c, r in self.recovered.items()},
                 "switched_at": self.rule.switched_at, "checks": list(self.rule.checks),
                 "inversion_seconds": self.inversion_seconds, "inversions": self.inversions,
                 "final_losses": list(self.final_losses)}
 
     def load_server_state(self, state: dict) -> None:
-        self.agg.load(state["agg"])
+        super().load_server_state(state)
         self.recovered = {c: Recovered(x, y) for c, (x, y) in state["recovered"].items()}
         self.pending = dict(state["pending"])
         self.rule.switched_at, self.rule.checks = state["switched_at"], list(state["checks"])

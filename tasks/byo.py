@@ -2,14 +2,16 @@
 
 * ``imagefolder:<path>``: ``{train,test}/<class>/*.jpg|png`` or ``<class>/*.jpg|png`` (a
   fixed 20% stratified test hold-out), folder or tarball; folder names are the classes;
-  images resized to ``image_size`` (default 32).
+  images resized to ``image_size`` (default 32). An unreadable image stops the run with
+  its name, unless ``--set skip_bad_files=true`` leaves such files out (a warning counts them).
 * ``hf:<path>``: a ``save_to_disk`` folder or files ``datasets.load_dataset`` reads
   (csv, json, parquet, image folders); ``hf:<hub id>`` after ``asyncfl-bench data prepare
   hf:<hub id>``. Label and input columns are found by name or type, or set with
   ``--set label_column=...`` / ``--set input_column=...``. Image data gets the image
   models; text data gets the text classifier.
 
-Local copies are parsed once into the cache and re-read when they change.
+Local copies are parsed once into the cache and re-read when they change. A test split
+lacking some of the training classes gets a warning naming them.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import hashlib
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 
 from asyncfl_bench.data import cache
@@ -33,10 +36,12 @@ PREFIXES = {"hf": "hf:<dataset id or local path>", "imagefolder": "imagefolder:<
 _PRESETS = {
     "ci": {"num_clients": 10, "concurrency": 4, "total_arrivals": 100, "eval_every": 20,
            "partition": "dirichlet", "alpha": 0.5, "model": "cnn", "target_accuracy": 0.5,
+           "proxy_fraction": 0.1,   # the server's unlabeled proxy set (FedEcho), as the built-in tasks hold out
            "max_len": 64, "d_model": 64, "layers": 1, "heads": 2,
            "local": dict(CI_LOCAL), "methods": copy.deepcopy(CI_FEDBUFF)},
     "small": {"num_clients": 100, "concurrency": 20, "total_arrivals": 2000, "eval_every": 50,
               "partition": "dirichlet", "alpha": 0.5, "model": "cnn", "target_accuracy": 0.7,
+              "proxy_fraction": 0.1,
               "local": {"optimizer": "adam", "lr": 1e-3, "batch_size": 32, "iterations": 25},
               "methods": {"fedbuff": {"buffer_size": 10, "server_lr": 1.0, "server_momentum": 0.0}}},
 }
@@ -108,23 +113,32 @@ class BringYourOwn(TaskFamily):
         self.name = cache_key(kind, rest)   # a results-folder-safe name, unique per source
         remember(self.name, spec)
         self.setup_defaults = {**IMAGE_DEFAULTS, **TEXT_DEFAULTS, "model": "cnn", "image_size": 32,
-                               "source": f"{kind}:{rest}", "label_column": "", "input_column": ""}
+                               "source": f"{kind}:{rest}", "label_column": "", "input_column": "",
+                               # imagefolder: leave unreadable image files out (with a warning that
+                               # counts them) instead of stopping at the first one
+                               "skip_bad_files": False}
         self._corpus: tuple[tuple, Corpus] | None = None
 
     def corpus(self, setup: dict) -> Corpus:
-        key = (setup["image_size"], setup["label_column"], setup["input_column"])
+        key = (setup["image_size"], setup["label_column"], setup["input_column"], setup["skip_bad_files"])
         if self._corpus is None or self._corpus[0] != key:
             self._corpus = (key, self._read(setup))
         return self._corpus[1]
 
     def _read(self, setup: dict) -> Corpus:
         from asyncfl_bench.data.store import load_local
-        size = setup["image_size"] or None
+        size, skip = setup["image_size"] or None, bool(setup["skip_bad_files"])
         if self.kind == "imagefolder":
             path = Path(self.spec).expanduser()
             if not path.exists():
                 raise UserError(f"imagefolder:{self.spec}: no such folder or archive")
-            return load_local(cache_key("imagefolder", str(path.resolve()), str(size)), path, ("imagefolder",), size)
+            # skipping reads a different corpus: its own cache entry (the key of the default is unchanged)
+            key = cache_key("imagefolder", str(path.resolve()), str(size) + ("|skip_bad" if skip else ""))
+            return load_local(key, path, ("imagefolder",), size, skip_bad=skip)
+        if skip:
+            raise UserError("--set skip_bad_files=true applies to imagefolder: tasks; an hf: data set's files "
+                            "are decoded by the datasets library; fix: drop the setting, or remove the bad "
+                            "rows from the data set")
         from asyncfl_bench.data.huggingface import corpus_from_hf, open_local_or_hub
         prepared = cache.load(cache_key("hf", self.spec, f"{size}|{setup['label_column']}|{setup['input_column']}"))
         if prepared is not None:
@@ -134,15 +148,39 @@ class BringYourOwn(TaskFamily):
 
     def load(self, setup, seed, data_dir=None):
         corpus = self.corpus(setup)
+        skipped = corpus.extras.get("skipped_files") or []
+        if skipped:
+            warnings.warn(f"{self.kind}:{self.spec}: skipped {len(skipped)} unreadable image file(s) "
+                          f"(skip_bad_files=true): {', '.join(skipped[:5])}{', ...' if len(skipped) > 5 else ''}",
+                          stacklevel=2)
         if corpus.kind == "text":
-            return text_task_data(corpus, setup, seed, self.name)
-        return image_task_data(corpus, setup, seed)
+            data = text_task_data(corpus, setup, seed, self.name)
+        else:
+            data = image_task_data(corpus, setup, seed)
+        warn_missing_test_classes(data, f"{self.kind}:{self.spec}")
+        return data
 
     def model_builder(self, setup, data):
         if data.extras.input_kind == "tokens":
             setup = {**setup, "model": "transformer" if setup["model"] == "cnn" else setup["model"]}
             return text_model_builder(setup, data, self.name)
         return image_model_builder(setup, data, self.name)
+
+
+def warn_missing_test_classes(data, source: str) -> None:
+    """A test split without some of the training classes measures accuracy on the
+    others only: warn, naming them, since such accuracy is not comparable with that of
+    other data."""
+    if data.y_test is None:
+        return
+    trained = set(data.y_train.unique().tolist())
+    missing = sorted(trained - set(data.y_test.unique().tolist()))
+    if missing:
+        names = [data.class_names[c] if c < len(data.class_names) else str(c) for c in missing]
+        shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+        warnings.warn(f"{source}: the test split has no samples of {len(missing)} of the "
+                      f"{len(trained)} training classes ({shown}); its accuracy covers the other "
+                      "classes only and is not comparable with runs on other data", stacklevel=3)
 
 
 def prepare_hf(spec: str, setup: dict | None = None) -> tuple[Path, Corpus]:

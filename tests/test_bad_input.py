@@ -74,6 +74,17 @@ def _prep_file_as_results(root: Path, tmp: Path) -> None:
     (tmp / "afile").write_text("I am a file")
 
 
+def _prep_image_folder_with_a_bad_file(root: Path, tmp: Path) -> None:
+    from PIL import Image
+    for split in ("train", "test"):
+        for ci, cls in enumerate(("cat", "dog")):
+            for i in range(6):
+                path = tmp / "imgs" / split / cls / f"{i}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.new("L", (8, 8), 40 + 120 * ci).save(path)
+    (tmp / "imgs" / "train" / "dog" / "notes.png").write_bytes(b"not an image at all")
+
+
 CASES = [
     # (id, args with {R} = results folder and {T} = scratch folder, expected message, preparation)
     ("unknown task", ["run", "--task", "nope"], "unknown task 'nope'; valid:", None),
@@ -95,6 +106,15 @@ CASES = [
     ("unknown staleness fn", ["run", "--method", "fedasync", "--set", "fedasync.staleness=cubic"],
      "unknown staleness function 'cubic'", None),
     ("unknown executor", ["run", "--executor", "dask"], "unknown executor 'dask'; valid: local, ray", None),
+    # a run that cannot start fails before any other run trains (fedbuff comes first here)
+    ("one run cannot start", ["run", "--method", "fedbuff,fedecho", "--seeds", "0,1", "--set", "proxy_fraction=0"],
+     "fedecho with proxy=heldout needs a held-out proxy set", None),
+    ("unreadable image", ["run", "--task", "imagefolder:{T}/imgs", "--method", "fedbuff"],
+     "cannot read image train/dog/notes.png", _prep_image_folder_with_a_bad_file),
+    ("pareto shape 0", ["trace", "make", "--kind", "pareto:shape=0", "--clients", "4", "--out", "{T}/p.csv"],
+     "a Pareto shape must be > 0", None),
+    ("pareto infinite mean", ["trace", "make", "--kind", "pareto:shape=0.5", "--clients", "4", "--out", "{T}/p.csv"],
+     "the Pareto mean is infinite", None),
     ("unwritable results", ["run", "--method", "fedbuff", "--results", "{T}/afile/r"], "cannot write results",
      _prep_file_as_results),
     ("checkpoint of another config", ["run", "--method", "fedbuff", "--seeds", "7"], "different config",
@@ -127,7 +147,35 @@ def test_bad_input(finished, tmp_path, name, args, message, prep):
     assert message in text, res.output
     assert "Traceback" not in res.output
     assert "error:" in res.output and ("fix" in text or "valid" in text), res.output
-    assert _snapshot(root) == before                   # nothing already written was touched
+    assert _snapshot(root) == before                   # nothing already written was touched, nothing new ran
+    assert not list(tmp_path.glob("p.csv"))
+
+
+def _commands(group, path=()):
+    """Every (sub)command of the CLI with its argv prefix."""
+    yield path, group
+    if hasattr(group, "commands"):   # a group (typer's own click types are no click.Group)
+        for name, cmd in group.commands.items():
+            yield from _commands(cmd, (*path, name))
+
+
+def test_every_help_text_prints_its_brackets():
+    """Help is plain text: `asyncfl-bench[ray]` and `KIND[:k=v,...]` must not be read as markup."""
+    import re
+
+    import typer.main
+    root = typer.main.get_command(app)
+    checked = 0
+    for path, cmd in _commands(root):
+        texts = [cmd.help or ""] + [getattr(p, "help", None) or "" for p in cmd.params]
+        wanted = {m for t in texts for m in re.findall(r"\[[^\]\s]+\]", t)}
+        res = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "400"})
+        assert res.exit_code == 0, res.output
+        flat = " ".join(res.output.split())
+        for bracket in wanted:
+            assert bracket in flat, (path, bracket)
+            checked += 1
+    assert checked >= 3   # the run help's [ray], KIND[:k=v,...] and others
 
 
 def test_diverging_run_is_recorded_and_exits_2(tmp_path):

@@ -1,16 +1,23 @@
 """Each supported on-disk layout, on tiny generated data."""
 import hashlib
 import json
+import os
 import pickle
+import subprocess
+import sys
 import tarfile
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from asyncfl_bench.config.registry import get_method, methods
+from asyncfl_bench.config.settings import resolve
 from asyncfl_bench.data import formats
 from asyncfl_bench.data.formats import Tree, read_any
 from asyncfl_bench.errors import UserError
+from asyncfl_bench.simulation.run import RunOptions, execute
+from asyncfl_bench.tasks.byo import BringYourOwn
 
 
 def _png(path, value, mode="RGB", size=8):
@@ -195,3 +202,71 @@ def test_real_femnist_leaf_subset_from_its_tarball():
     c = read_any(SHARED / "femnist-leaf-niid05.tar.gz", ("leaf",))
     assert (len(c.train), len(c.test), c.num_classes) == (14697, 4182, 62)
     assert len(np.unique(c.train.group)) == 110 and len(np.unique(c.test.group)) == 198
+
+
+# -- unreadable images, and test splits lacking classes (bring-your-own image folders) ----------
+def _folder(root, classes=("cat", "dog"), test_classes=None, n=12):
+    for split, k in (("train", n), ("test", 3)):
+        for ci, cls in enumerate(classes if split == "train" else (test_classes or classes)):
+            for i in range(k):
+                _png(root / split / cls / f"{i}.png", 10 + 100 * ci)
+    return root
+
+
+def _break(root, truncated="cat", garbage="dog"):
+    """One truncated PNG and one file that is not an image at all."""
+    good = (root / "train" / truncated / "0.png").read_bytes()
+    (root / "train" / truncated / "cut.png").write_bytes(good[:len(good) // 2])
+    (root / "train" / garbage / "notes.png").write_bytes(b"not an image at all")
+
+
+@pytest.mark.parametrize("bad", ["train/dog/notes.png", "train/cat/cut.png"])
+def test_an_unreadable_image_is_named_or_skipped(tmp_path, bad):
+    root = _folder(tmp_path / "imgs")
+    _break(root)
+    (root / ("train/cat/cut.png" if bad.endswith("notes.png") else "train/dog/notes.png")).unlink()
+    with pytest.raises(UserError, match=f"cannot read image {bad} in .*fix: replace or delete it"):
+        read_any(root, ("imagefolder",))
+    with pytest.raises(UserError, match="skip_bad_files=true"):
+        read_any(root, ("imagefolder",), skip_bad=False)
+    c = read_any(root, ("imagefolder",), skip_bad=True)
+    assert c.extras["skipped_files"] == [bad]
+    assert np.bincount(c.train.y).tolist() == [12, 12] and len(c.train.x) == 24   # labels follow the kept files
+    assert c.train.x[c.train.y == 1][:, 0].min() == 110
+
+
+def _cli(args, tmp_path):
+    env = {**os.environ, "ASYNCFL_BENCH_CACHE": str(tmp_path / "cache"), "ASYNCFL_BENCH_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "asyncfl_bench", "run", *args, "--results", str(tmp_path / "r"),
+                           "--set", "total_arrivals=4", "--set", "num_clients=4", "--set", "concurrency=2",
+                           "--set", "eval_every=2", "--set", "alpha=10"], capture_output=True, text=True, env=env,
+                          check=False)
+
+
+def test_cli_names_an_unreadable_image_or_skips_and_warns_about_missing_test_classes(tmp_path):
+    classes = tuple(f"c{i}" for i in range(5))
+    root = _folder(tmp_path / "imgs", classes, test_classes=classes[:2], n=10)
+    _break(root, "c0", "c1")
+    task = ["--task", f"imagefolder:{root}", "--method", "fedbuff", "--preset", "ci"]
+    res = _cli(task, tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "cannot read image train/" in res.stderr and "skip_bad_files=true" in res.stderr
+    res = _cli(task + ["--set", "skip_bad_files=true"], tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "skipped 2 unreadable image file(s) (skip_bad_files=true): train/c0/cut.png, train/c1/notes.png" \
+        in " ".join(res.stderr.split())
+    assert "no samples of 3 of the 5 training classes (c2, c3, c4)" in " ".join(res.stderr.split())
+
+
+def test_every_method_runs_on_an_image_folder_out_of_the_box(tmp_path, monkeypatch):
+    """FedEcho needs the held-out proxy share the built-in ci presets have."""
+    monkeypatch.setenv("ASYNCFL_BENCH_CACHE", str(tmp_path / "cache"))
+    task = BringYourOwn(f"imagefolder:{_folder(tmp_path / 'imgs', n=20)}")
+    for preset in ("ci", "small"):
+        assert resolve(task, preset, get_method("fedecho"), 0, "cpu", {}, list(methods()))["setup"][
+            "proxy_fraction"] == 0.1
+    config = resolve(task, "ci", get_method("fedecho"), 0, "cpu",
+                     {"total_arrivals": "6", "num_clients": "4", "concurrency": "2", "eval_every": "3", "alpha": "10"},
+                     list(methods()))
+    summary, ran = execute(config, task, task.load(config["setup"], 0), RunOptions(tmp_path / "r"))
+    assert ran and summary["arrivals"] == 6

@@ -84,14 +84,14 @@ def test_distillation_moves_the_model_toward_the_ensemble():
 
 def test_synthetic_proxy_is_data_free_and_seeds_the_ensemble_from_teachers(tmp_path):
 
-    from asyncfl_bench.simulation.run import execute
+    from asyncfl_bench.simulation.run import RunOptions, execute
     from asyncfl_bench.tasks.digits import Digits
     from conftest import tiny_config
 
     cfg = tiny_config("fedecho", proxy_fraction=0.0, total_arrivals=40, fedecho__proxy="synthetic",
                       fedecho__synthetic_after=2, fedecho__proxy_size=64, fedecho__buffer_size=3)
     digits = Digits()
-    summary, _ = execute(cfg, digits, digits.load(cfg["setup"], 0), tmp_path)
+    summary, _ = execute(cfg, digits, digits.load(cfg["setup"], 0), RunOptions(tmp_path))
     assert summary["synthesis_seconds"] > 0
     # the teachers in FedRevive's buffer at freeze time plus every later arrival
     assert summary["ensemble_clients"] >= 5

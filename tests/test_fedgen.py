@@ -4,7 +4,7 @@ import torch
 from torch import nn
 
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.simulation.run import execute
+from asyncfl_bench.simulation.run import RunOptions, execute
 from asyncfl_bench.contract.method import ClientUpdate
 from asyncfl_bench.methods.distill.head import head_name
 from asyncfl_bench.methods.fedgen import FedGen
@@ -97,6 +97,6 @@ def test_regulariser_adds_a_loss_that_trains_the_head_on_generated_features():
 def test_tiny_run_is_deterministic(tmp_path, digits):
     cfg = tiny_config("fedgen", seed=2, fedgen__gen_steps=5)
     data = digits.load(cfg["setup"], cfg["seed"])
-    a, _ = execute(cfg, digits, data, tmp_path / "a")
-    b, _ = execute(cfg, digits, data, tmp_path / "b")
+    a, _ = execute(cfg, digits, data, RunOptions(tmp_path / "a"))
+    b, _ = execute(cfg, digits, data, RunOptions(tmp_path / "b"))
     assert a["final_accuracy"] == b["final_accuracy"] and a["generator_rounds"] > 0

@@ -7,7 +7,7 @@ from asyncfl_bench.contract.task import TaskExtras
 
 from asyncfl_bench.config.settings import resolve
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.simulation.run import execute
+from asyncfl_bench.simulation.run import RunOptions, execute
 from asyncfl_bench.contract.method import ClientUpdate
 from asyncfl_bench.methods.fedrevive import FedRevive
 from asyncfl_bench.training.flat import Layout
@@ -108,7 +108,7 @@ def test_tiny_run_records_stats_revives_and_is_deterministic(tmp_path, digits):
     data = digits.load(cfg["setup"], cfg["seed"])
     runs = []
     for sub in ("a", "b"):
-        summary, _ = execute(cfg, digits, data, tmp_path / sub)
+        summary, _ = execute(cfg, digits, data, RunOptions(tmp_path / sub))
         runs.append((summary, pd.read_csv(tmp_path / sub / "digits" / "fedrevive" / summary["run_id"] / "curve.csv")))
     (s, a), (_, b) = runs
     pd.testing.assert_frame_equal(a, b, check_exact=True)

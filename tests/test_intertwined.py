@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 
 from asyncfl_bench.config.settings import resolve
-from asyncfl_bench.simulation.run import build_schedule, class_counts, execute, slow_class_accuracy
+from asyncfl_bench.simulation.run import (RunOptions, build_schedule, build_trace, class_counts, execute,
+                                          slow_class_accuracy)
 from asyncfl_bench.config.registry import get_method, methods
 from asyncfl_bench.results.report import build_report
 from asyncfl_bench.traces.generators import make_trace, slow_classes
@@ -37,24 +38,24 @@ def test_preset_delays_the_holders_of_the_slow_class():
     fast = np.setdiff1d(np.arange(setup["num_clients"]), slow)
     assert trace.extra_delay[slow].min() >= 10 * trace.meta["round_seconds"] - 1e-9
     assert (trace.extra_delay[fast] == 0).all()
-    sched = build_schedule(cfg, False, data)
+    sched = build_schedule(cfg, False, build_trace(cfg, data))
     assert len(sched) == 30
 
 
 def test_slow_class_accuracy_is_the_mean_over_the_slow_classes():
     curve = pd.DataFrame({"accuracy": [0.5, 0.8], **{f"class_acc_{c}": [0.1 * c, 0.05 * c] for c in range(10)}})
-    got = slow_class_accuracy(curve, "intertwined:classes=3/7,slow=2")
+    got = slow_class_accuracy(curve, slow_classes("intertwined:classes=3/7,slow=2"))
     assert got["slow_classes"] == "3/7"
     assert np.isclose(got["final_slow_class_accuracy"], (0.15 + 0.35) / 2)
     assert np.isclose(got["mean_slow_class_accuracy"], ((0.3 + 0.7) / 2 + (0.15 + 0.35) / 2) / 2)
-    assert slow_class_accuracy(curve, "fedrevive") == {}
+    assert slow_class_accuracy(curve, slow_classes("fedrevive")) == {}
 
 
 def test_run_summary_leaderboard_and_plot_show_slow_class_accuracy(tmp_path):
     digits = _digits()
     for method in ("fedbuff",):
         cfg = _config(method, total_arrivals="20")
-        summary, _ = execute(cfg, digits, digits.load(cfg["setup"], 0), tmp_path / "results")
+        summary, _ = execute(cfg, digits, digits.load(cfg["setup"], 0), RunOptions(tmp_path / "results"))
         curve = pd.read_csv(tmp_path / "results" / "digits" / method / summary["run_id"] / "curve.csv")
         assert summary["final_slow_class_accuracy"] == curve["class_acc_3"].iloc[-1]
         stored = json.loads((tmp_path / "results" / "digits" / method / summary["run_id"] / "summary.json").read_text())

@@ -3,10 +3,11 @@ import pandas as pd
 import pytest
 
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.simulation.run import execute
+from asyncfl_bench.simulation.run import RunOptions, execute
 from asyncfl_bench.config.registry import methods
 from asyncfl_bench.traces.schedule import make_schedule
 from asyncfl_bench.traces.generators import make_trace
+from asyncfl_bench.traces.model import Trace
 
 from conftest import tiny_config
 
@@ -41,7 +42,7 @@ def test_every_method_sees_the_same_arrivals(tmp_path, digits):
     for name, cls in methods().items():
         cfg = tiny_config(name, seed=3)
         data = digits.load(cfg["setup"], 3)
-        summary, _ = execute(cfg, digits, data, tmp_path)
+        summary, _ = execute(cfg, digits, data, RunOptions(tmp_path))
         folder = tmp_path / "digits" / name / summary["run_id"]
         arrivals = pd.read_csv(folder / "arrivals.csv")[["client", "time"]]
         seen.setdefault(cls.synchronous, []).append((name, summary["schedule_hash"], arrivals))
@@ -56,3 +57,58 @@ def test_every_method_sees_the_same_arrivals(tmp_path, digits):
 def test_concurrency_is_checked():
     with pytest.raises(UserError, match="concurrency"):
         make_schedule(make_trace("constant", 4, 0), 5, 10, seed=0)
+
+
+def _windowed(windows, period=10.0):
+    n = len(windows)
+    return Trace(kind="test", params={}, compute_mean=np.full(n, 1.0), download=np.zeros(n),
+                 upload_mean=np.zeros(n), upload_spread=np.zeros(n), jitter="exponential",
+                 availability=tuple(None if w is None else np.array(w, dtype=float) for w in windows),
+                 period=period)
+
+
+# short windows (drops), touching windows and zero-length windows, and one client always on
+WINDOWED = [[(0, 2)], [(3, 5)], [(6, 9), (9, 10)], [(1, 1), (4, 4.5)], None]
+
+
+@pytest.mark.parametrize("synchronous, expected", [(False, ("c9ab8606c3153fa7", "375222428406d014", 19)),
+                                                   (True, ("03ae456e3773c72e", "7753309652c7d317", 17))])
+def test_schedule_hashes_are_pinned(synchronous, expected):
+    """Every run's arrivals follow from the schedule: a change to it changes every result."""
+    plain = make_schedule(make_trace("fedrevive", 30, 1), 8, 200, seed=1, synchronous=synchronous)
+    windowed = make_schedule(_windowed(WINDOWED), 2, 120, seed=4, synchronous=synchronous)
+    assert (plain.hash, windowed.hash, windowed.dropped) == expected
+
+
+@pytest.mark.parametrize("synchronous", [False, True])
+def test_dropped_jobs_still_advance_the_job_count(synchronous):
+    trace = _windowed(WINDOWED)
+    s = make_schedule(trace, 2, 120, seed=4, synchronous=synchronous)
+    assert s.dropped > 0
+    for c, k, t0, t1 in zip(s.client, s.job_index, s.dispatch_time, s.arrival_time):
+        assert t1 == t0 + trace.duration(int(c), int(k), 4)    # the k-th job keeps its keyed duration
+    missing = 0                                                # job indices skipped by drops
+    for c in set(s.client.tolist()):
+        ks = np.sort(s.job_index[s.client == c])
+        assert len(set(ks.tolist())) == len(ks)
+        missing += ks[-1] + 1 - len(ks)
+    assert 0 < missing <= s.dropped
+
+
+def test_round_end_marks_the_last_arrival_of_each_round():
+    s = make_schedule(_windowed(WINDOWED), 2, 120, seed=4, synchronous=True)
+    starts = np.flatnonzero(np.r_[True, np.diff(s.dispatch_time) != 0])   # each round's first row
+    sizes = np.diff(np.r_[starts, len(s)])
+    assert (sizes <= 2).all() and (sizes == 1).any()           # a round with a drop has one arrival
+    for first, size in zip(starts, sizes):
+        rnd = slice(first, first + size)
+        assert (s.dispatched_after[rnd] == first).all()         # dispatched when the last round ended
+        assert (np.diff(s.arrival_time[rnd]) >= 0).all()
+        if first != starts[-1]:
+            assert s.round_end[rnd].tolist() == [False] * (size - 1) + [True]
+    # the last round may be cut off: it is marked as in a longer schedule, whose prefix this is
+    longer = make_schedule(_windowed(WINDOWED), 2, 200, seed=4, synchronous=True)
+    assert (longer.client[:120] == s.client).all() and (longer.arrival_time[:120] == s.arrival_time).all()
+    assert longer.round_end[:120].tolist() == s.round_end.tolist()
+    assert not longer.round_end[starts[-1]:120].all()          # this seed's last round is cut off
+    assert make_schedule(_windowed(WINDOWED), 2, 120, seed=4).round_end is None

@@ -1,7 +1,7 @@
 import pandas as pd
 import torch
 
-from asyncfl_bench.simulation.run import execute
+from asyncfl_bench.simulation.run import RunOptions, execute
 from asyncfl_bench.contract.method import ClientUpdate
 from asyncfl_bench.config.registry import get_method, methods
 
@@ -10,7 +10,7 @@ from conftest import tiny_config, make_context
 
 def _curve(tmp, digits, cfg):
     data = digits.load(cfg["setup"], cfg["seed"])
-    summary, _ = execute(cfg, digits, data, tmp)
+    summary, _ = execute(cfg, digits, data, RunOptions(tmp))
     return pd.read_csv(tmp / cfg["task"] / cfg["method"] / summary["run_id"] / "curve.csv"), summary
 
 
@@ -118,7 +118,7 @@ def test_a_checkpoint_from_another_schedule_is_refused(tmp_path, digits):
     from asyncfl_bench.errors import UserError
     cfg = tiny_config("fedbuff")
     data = digits.load(cfg["setup"], cfg["seed"])
-    summary, _ = execute(cfg, digits, data, tmp_path, keep_checkpoints=True)
+    summary, _ = execute(cfg, digits, data, RunOptions(tmp_path, keep_checkpoints=True))
     ckpt = tmp_path / "digits" / "fedbuff" / summary["run_id"] / checkpoint.NAME
     state = checkpoint.load(ckpt, summary["run_id"])
     assert state["schedule_hash"] == summary["schedule_hash"]
@@ -126,4 +126,4 @@ def test_a_checkpoint_from_another_schedule_is_refused(tmp_path, digits):
     checkpoint.save(ckpt, summary["run_id"], state)
     (ckpt.parent / "summary.json").unlink()                  # unfinished: the next run resumes
     with pytest.raises(UserError, match="checkpoint was made on schedule 0000"):
-        execute(cfg, digits, data, tmp_path)
+        execute(cfg, digits, data, RunOptions(tmp_path))

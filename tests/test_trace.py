@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.simulation.run import build_schedule, class_counts
+from asyncfl_bench.simulation.run import build_schedule, build_trace, class_counts
 from asyncfl_bench.config.registry import methods
 from asyncfl_bench.traces.schedule import make_schedule
 from asyncfl_bench.traces.generators import GENERATORS, make_trace, slow_classes
@@ -63,7 +63,7 @@ def test_job_sequence_is_the_same_for_every_registered_method(digits):
         for name, cls in methods().items():
             cfg = tiny_config(name, seed=5, trace=trace, total_arrivals=60)
             data = data or digits.load(cfg["setup"], 5)
-            sched = build_schedule(cfg, cls.synchronous, data)
+            sched = build_schedule(cfg, cls.synchronous, build_trace(cfg, data))
             by_mode.setdefault(cls.synchronous, []).append((name, sched))
         assert len(by_mode[False]) >= 2
         for group in by_mode.values():
@@ -233,3 +233,21 @@ def test_every_kept_job_arrives_before_its_client_goes_offline():
         assert s.dropped > 0
         for c, t0, t1 in zip(s.client, s.dispatch_time, s.arrival_time):
             assert t.available(int(c), float(t0)) and t1 <= t.online_until(int(c), float(t0))
+
+
+@pytest.mark.parametrize("shape, why", [(0, "must be > 0"), (-1, "must be > 0"), (0.5, "mean is infinite"),
+                                        (1, "mean is infinite")])
+def test_pareto_shape_must_give_a_finite_mean(shape, why):
+    """The pareto kind is set by its mean; shape <= 1 has none, and shape <= 0 is no Pareto
+    distribution (never the generic '>= 0', which would accept 0)."""
+    with pytest.raises(UserError, match=f"shape must be > 1, got {float(shape)}: .*{why}") as err:
+        make_trace(f"pareto:shape={shape}", 5, 0)
+    assert ">= 0" not in str(err.value) and "fix:" in str(err.value)
+
+
+def test_pareto_jitter_has_mean_one_even_close_to_the_bound():
+    t = make_trace("pareto:shape=3,mean=2", 1, 0)
+    draws = np.array([t._jitter(0, np.random.default_rng(k)) for k in range(20000)])
+    assert draws.min() >= 2 / 3 and draws.mean() == pytest.approx(1.0, rel=0.03)   # scale (α−1)/α
+    near = make_trace("pareto:shape=1.05", 1, 0)
+    assert min(near._jitter(0, np.random.default_rng(k)) for k in range(1000)) > 0

@@ -14,17 +14,21 @@ SMALL = (lambda: ImageCNN(1, 12, 5, [0.5], [0.25], width=4, hidden=8), 12)
 FEMNIST = (lambda: FemnistCNN(5), 28)
 
 
-def _train_both_ways(optimizer, monkeypatch, model=SMALL):
+def _train_both_ways(optimizer, monkeypatch, model=SMALL, precision=torch.float32):
     """(update, loss) from make_optimizer's kernels, then from torch's per-tensor loop."""
     local = {**SETUP_DEFAULTS["local"], "optimizer": optimizer, "lr": 0.01, "momentum": 0.9,
              "weight_decay": 1e-4, "batch_size": 8, "iterations": 6}
     build, side = model
+    if precision != torch.float32:
+        build = (lambda b: lambda: b().to(precision))(build)
     torch.manual_seed(0)
     layout = Layout.of(build())
     base = layout.flatten(build()).clone()
     g = torch.Generator().manual_seed(1)
     x = torch.randint(0, 256, (40, 1, side, side), dtype=torch.uint8, generator=g)
     y = torch.randint(0, 5, (40,), generator=g)
+    if precision != torch.float32:   # Standardize takes float images as already in [0, 1]
+        x = x.to(precision) / 255
     fast, fast_loss = training.LocalTrainer(build, layout, local, torch.device("cpu")).train(base, x, y, 3)
     real = training.make_optimizer
 
@@ -46,7 +50,21 @@ def test_foreach_sgd_gives_bit_identical_updates(monkeypatch):
 
 
 @pytest.mark.parametrize("model", [SMALL, FEMNIST], ids=["image_cnn", "femnist_channels_last"])
-def test_fused_adam_matches_the_per_tensor_formula(monkeypatch, model):
+def test_fused_adam_is_the_per_tensor_formula_in_float64(monkeypatch, model):
+    # without float32 rounding the two kernels must agree to float64 precision (measured
+    # ≤ 4.4e-15): same formula, and gradients read in the parameters' memory layout
+    fast, fast_loss, slow, slow_loss = _train_both_ways("adam", monkeypatch, model, torch.float64)
+    assert fast.dtype == torch.float64
+    assert (fast - slow).norm() <= 1e-12 * slow.norm()
+    assert abs(fast_loss - slow_loss) <= 1e-12 * abs(slow_loss)
+
+
+@pytest.mark.parametrize("model", [SMALL, FEMNIST], ids=["image_cnn", "femnist_channels_last"])
+def test_fused_adam_rounds_within_adams_float32_amplification(monkeypatch, model):
+    # In float32 the fused kernel rounds differently, and Adam's division by √v turns that
+    # into larger differences (see training.batched.TOLERANCE): measured 4e-7 to 1.6e-6 of
+    # the update on the FEMNIST CNN across CPUs and init seeds. 1e-4 bounds that with room
+    # while the float64 test above catches any difference in the arithmetic itself.
     fast, fast_loss, slow, slow_loss = _train_both_ways("adam", monkeypatch, model)
-    assert (fast - slow).norm() <= 1e-6 * slow.norm()
-    assert abs(fast_loss - slow_loss) <= 1e-6 * abs(slow_loss)
+    assert (fast - slow).norm() <= 1e-4 * slow.norm()
+    assert abs(fast_loss - slow_loss) <= 1e-5 * abs(slow_loss)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import typer
 
-from asyncfl_bench.cli import data, listing, report, run, trace
+from asyncfl_bench.cli import data, listing, report, run, trace, tune
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None,   # help is plain text: [ray] and KIND[:k=v] print as written
                   help="Benchmark staleness-mitigation methods for asynchronous federated learning.\n\n"
                        "Typical use: `asyncfl-bench run --task digits --method all --preset ci`, "
                        "then `asyncfl-bench report`.")
@@ -16,6 +17,7 @@ app.command()(run.run)
 app.command()(run.check)
 app.command()(report.report)
 app.command("list")(listing.list_)
+app.command()(tune.tune)
 app.add_typer(trace.app, name="trace")
 app.add_typer(data.data_app, name="data")
 

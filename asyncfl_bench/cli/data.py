@@ -9,7 +9,7 @@ from rich.table import Table
 
 from asyncfl_bench.cli.console import out, user_errors
 
-data_app = typer.Typer(add_completion=False, no_args_is_help=True,
+data_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                        help="Local data sets: what is available offline, and preparing copies.")
 
 

@@ -40,29 +40,30 @@ def run(
 
     Finished runs are skipped; interrupted runs resume from their last checkpoint."""
     from asyncfl_bench.config.settings import parse_overrides, resolve
-    from asyncfl_bench.training.path import parse_batch_clients
-    from asyncfl_bench.simulation.device import resolve_device
     from asyncfl_bench.config.registry import get_method, get_task, method_names
-    from asyncfl_bench.simulation.executors import RunOptions, load_data, run_configs
+    from asyncfl_bench.simulation.device import resolve_device
+    from asyncfl_bench.simulation.executors import load_data, run_configs
+    from asyncfl_bench.simulation.run import RunOptions, preflight
+    from asyncfl_bench.traces.generators import check_spec, is_trace_file
+    from asyncfl_bench.training.path import BatchClients
 
+    # everything is resolved and checked before the first run starts: bad input costs no work
     the_task = get_task(task)
     names = method_names(method)
     seed_list = parse_seeds(seeds)
     dev = resolve_device(device)
     overrides = parse_overrides(set_)
-    parse_batch_clients(batch_clients)
+    opts = RunOptions(results, force, data_dir, checkpoint_every, checkpoint_minutes, keep_checkpoints,
+                      BatchClients.parse(batch_clients))
     if trace is not None:
-        from asyncfl_bench.traces.generators import is_trace_file
         # a file is named by its absolute path, so the run id does not depend on the working folder
         overrides["trace"] = str(Path(trace).resolve()) if is_trace_file(trace) else trace
     ordered = [resolve(the_task, preset, get_method(n), s, dev, overrides, names)
-               for s in seed_list for n in names]   # resolve all first: a bad --set fails before any work
-    from asyncfl_bench.traces.generators import check_spec
+               for s in seed_list for n in names]
     for spec, n_clients in {(c["setup"]["trace"], c["setup"]["num_clients"]) for c in ordered}:
         check_spec(spec, n_clients)
-    opts = RunOptions(results, force, data_dir, checkpoint_every, checkpoint_minutes, keep_checkpoints,
-                      batch_clients)
-    load_data(the_task, ordered[0], data_dir)   # missing or broken data fails here, before any run starts
+    data = load_data(the_task, ordered[0], data_dir)   # missing or broken data fails here
+    preflight(ordered, the_task, data)                 # and so does a run that cannot start
     rows = [(cfg["method"], cfg["seed"], summary, status)
             for cfg, summary, status in run_configs(ordered, opts, jobs, executor, address, err)]
     table = Table(title=f"{task} · preset {preset}")
@@ -102,7 +103,8 @@ def check(
     from asyncfl_bench.results import gate
     from asyncfl_bench.config.settings import resolve
     from asyncfl_bench.config.registry import get_method, get_task, method_names
-    from asyncfl_bench.simulation.executors import RunOptions, run_configs
+    from asyncfl_bench.simulation.executors import run_configs
+    from asyncfl_bench.simulation.run import RunOptions
 
     if baseline.exists() or not update:
         wanted = [(r["task"], r["preset"], r["method"], r["seed"], r.get("set", {})) for r in gate.read(baseline)["runs"]]

@@ -12,6 +12,7 @@ from asyncfl_bench.cli.console import out, user_errors
 from asyncfl_bench.errors import UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None,   # help is plain text: [ray] and KIND[:k=v] print as written
                   help="Shared delay traces: generate (`make`), import FedScale's (`import`), "
                        "inspect (`show`), and write the job sequence (`schedule`).")
 

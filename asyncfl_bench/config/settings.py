@@ -30,6 +30,8 @@ SETUP_DEFAULTS: dict = {
     "trace": "fedrevive",        # KIND[:k=v,...], see `asyncfl-bench list`
     "target_accuracy": 0.8,      # for time-to-target
     "proxy_fraction": 0.0,       # share of each client's data held out as the server's unlabeled proxy set
+    "validation_fraction": 0.0,  # share of each client's data held out as a labeled validation split
+    "evaluate_on": "test",       # test | validation (a tuning trial: the run holds no test set)
     "local": dict(LOCAL_DEFAULTS),
 }
 

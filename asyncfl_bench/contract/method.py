@@ -73,6 +73,9 @@ class Method:
     source: ClassVar[str] = ""           # short citation shown by `asyncfl-bench list`
     synchronous: ClassVar[bool] = False   # True: the schedule runs in rounds (FedAvg)
     defaults: ClassVar[dict] = {}
+    # what `asyncfl-bench tune` samples: PARAM -> "log|uniform:low=L,high=H", the few
+    # parameters that set the method's step and the strength of its idea (asyncfl_bench.tuning.space)
+    search_space: ClassVar[dict] = {}
 
     def __init__(self, ctx: ServerContext, params: torch.Tensor, **hparams: Any):
         unknown = sorted(set(hparams) - set(self.defaults))

@@ -52,20 +52,37 @@ class TaskExtras:
 class TaskData:
     x_train: torch.Tensor
     y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
+    x_test: torch.Tensor | None            # None in a run that evaluates on validation only (a tune)
+    y_test: torch.Tensor | None
     num_classes: int
     clients: list[torch.Tensor]            # per-client index tensors into the training set
     class_names: list[str] = field(default_factory=list)
     extras: TaskExtras = field(default_factory=TaskExtras)
+    # the labeled validation split carved from the clients' data (``hold_out_validation``);
+    # only the simulator's evaluation reads it, never a method
+    x_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
 
     def __post_init__(self):
         self.extras = TaskExtras.of(self.extras)
 
     def to(self, device) -> "TaskData":
-        move = lambda t: t.to(device)
+        move = lambda t: None if t is None else t.to(device)
         return TaskData(move(self.x_train), move(self.y_train), move(self.x_test), move(self.y_test),
-                        self.num_classes, [move(c) for c in self.clients], self.class_names, self.extras)
+                        self.num_classes, [move(c) for c in self.clients], self.class_names, self.extras,
+                        move(self.x_val), move(self.y_val))
+
+
+def _carve(clients: list[torch.Tensor], fraction: float, gen: torch.Generator):
+    """Split a random ``fraction`` off every client's indices: (kept per client, carved, sorted)."""
+    keep, carved = [], []
+    for idx in clients:
+        perm = idx[torch.randperm(len(idx), generator=gen).to(idx.device)]
+        cut = int(round(fraction * len(idx)))
+        cut = min(cut, len(idx) - 1)          # every client keeps at least one sample
+        carved.append(perm[:cut])
+        keep.append(torch.sort(perm[cut:]).values)
+    return keep, torch.sort(torch.cat(carved)).values
 
 
 def hold_out_proxy(data: TaskData, fraction: float, seed: int) -> TaskData:
@@ -77,18 +94,42 @@ def hold_out_proxy(data: TaskData, fraction: float, seed: int) -> TaskData:
         return data
     if fraction >= 1:
         raise UserError(f"proxy_fraction must be in [0, 1), got {fraction}; fix: e.g. --set proxy_fraction=0.1")
-    gen = torch.Generator().manual_seed(int(seed) * 7919 + 17)
-    keep, proxy = [], []
-    for idx in data.clients:
-        perm = idx[torch.randperm(len(idx), generator=gen).to(idx.device)]
-        cut = int(round(fraction * len(idx)))
-        cut = min(cut, len(idx) - 1)          # every client keeps at least one sample
-        proxy.append(perm[:cut])
-        keep.append(torch.sort(perm[cut:]).values)
-    proxy_idx = torch.sort(torch.cat(proxy)).values
+    keep, proxy_idx = _carve(data.clients, fraction, torch.Generator().manual_seed(int(seed) * 7919 + 17))
     extras = dataclasses.replace(data.extras, proxy_x=data.x_train[proxy_idx])
-    return TaskData(data.x_train, data.y_train, data.x_test, data.y_test, data.num_classes, keep,
-                    data.class_names, extras)
+    return dataclasses.replace(data, clients=keep, extras=extras)
+
+
+def hold_out_validation(data: TaskData, fraction: float, seed: int) -> TaskData:
+    """Move ``fraction`` of every client's samples (after the proxy hold-out, so the two never
+    overlap) into a labeled validation split (``x_val``, ``y_val``) that no client trains on.
+
+    Per client and a fixed share, so the split follows the clients' own label skew and
+    sizes (the federation's training distribution, not the test set's), every client
+    keeps the same share of its data, and for a seed it is the same for every method.
+    Tuning reads only metrics on it; the test set stays unseen until the report."""
+    if fraction <= 0:
+        return data
+    if fraction >= 1:
+        raise UserError(f"validation_fraction must be in [0, 1), got {fraction}; "
+                        f"fix: e.g. --validation-fraction 0.1")
+    keep, val_idx = _carve(data.clients, fraction, torch.Generator().manual_seed(int(seed) * 104_729 + 29))
+    return dataclasses.replace(data, clients=keep, x_val=data.x_train[val_idx], y_val=data.y_train[val_idx])
+
+
+EVALUATE_ON = ("test", "validation")
+
+
+def evaluation_view(data: TaskData, evaluate_on: str) -> TaskData:
+    """The data a run evaluates on: ``test`` keeps everything; ``validation`` (a tuning
+    trial) drops the test set, so nothing in the run can read it."""
+    if evaluate_on not in EVALUATE_ON:
+        raise UserError(f"evaluate_on '{evaluate_on}' unknown; valid: {', '.join(EVALUATE_ON)}")
+    if evaluate_on == "test":
+        return data
+    if data.x_val is None:
+        raise UserError("evaluate_on=validation needs a validation split; fix: set validation_fraction, "
+                        "e.g. 0.1 (asyncfl-bench tune sets it)")
+    return dataclasses.replace(data, x_test=None, y_test=None)
 
 
 class Task:

@@ -101,48 +101,73 @@ def imagefolder_files(tree: Tree) -> dict[str, dict[str, list[str]]]:
     return {"all": dict(flat)} if flat else {}
 
 
-def decode_images(tree: Tree, files: list[str], size: int | None) -> np.ndarray:
-    """uint8 [N, C, H, W]; greyscale stays 1 channel, anything else becomes RGB."""
-    from PIL import Image
+def decode_images(tree: Tree, files: list[str], size: int | None,
+                  skip_bad: bool | None = None) -> tuple[np.ndarray, list[str]]:
+    """(uint8 [N, C, H, W], the files that could not be read); greyscale stays 1
+    channel, anything else becomes RGB. An unreadable file is a UserError naming it,
+    or, with ``skip_bad``, left out and returned in the list (``None``: skipping is not
+    offered to this caller, so the error does not suggest it)."""
+    from PIL import Image, UnidentifiedImageError
 
-    out, mode = [], None
+    out, mode, bad = [], None, []
     data = dict(tree.read_many(files))
     for f in files:
-        with Image.open(io.BytesIO(data[f])) as im:
-            m = "L" if im.mode in ("L", "1", "I;16", "I") else "RGB"
-            mode = mode or m
-            im = im.convert(mode)
-            if size:
-                im = im.resize((size, size), Image.BILINEAR) if im.size != (size, size) else im
-            a = np.asarray(im, dtype=np.uint8)
+        try:
+            with Image.open(io.BytesIO(data[f])) as im:
+                m = "L" if im.mode in ("L", "1", "I;16", "I") else "RGB"
+                im = im.convert(mode or m)   # decodes the pixels: a truncated file fails here
+                if size:
+                    im = im.resize((size, size), Image.BILINEAR) if im.size != (size, size) else im
+                a = np.asarray(im, dtype=np.uint8)
+        # what PIL raises on bytes it cannot decode (UnidentifiedImageError is an OSError)
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            if skip_bad:
+                bad.append(f)
+                continue
+            fix = ("replace or delete it, or skip unreadable files with --set skip_bad_files=true"
+                   if skip_bad is not None else "replace or delete it (or prepare the data set again)")
+            why = "not an image format PIL knows" if isinstance(e, UnidentifiedImageError) else str(e)
+            raise UserError(f"cannot read image {f} in {tree.path} ({type(e).__name__}: {why}); fix: {fix}") from None
+        mode = mode or m
         out.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
     shapes = {a.shape for a in out}
     if len(shapes) > 1:
         raise UserError(f"images in {tree.path} have different sizes {sorted(shapes)[:3]}...; "
                         f"fix: --set image_size=32 (or another side) to resize them")
-    return np.stack(out) if out else np.zeros((0, 1, 1, 1), np.uint8)
+    return (np.stack(out) if out else np.zeros((0, 1, 1, 1), np.uint8)), bad
 
 
-def read_imagefolder(tree: Tree, size: int | None = None, test_fraction: float = 0.2) -> Corpus:
+def read_imagefolder(tree: Tree, size: int | None = None, test_fraction: float = 0.2,
+                     skip_bad: bool | None = None) -> Corpus:
+    """Classes are the folder names. With ``skip_bad``, unreadable files are left out
+    and listed in the corpus's ``extras["skipped_files"]``."""
     layout = imagefolder_files(tree)
     if not layout:
         raise UserError(f"no images found in {tree.path}; expected {{train,test}}/<class>/*.jpg|png "
                         f"or <class>/*.jpg|png")
     classes = sorted({c for split in layout.values() for c in split})
     index = {c: i for i, c in enumerate(classes)}
+    skipped: list[str] = []
 
     def split_of(by_class):
         files = [f for c in sorted(by_class) for f in sorted(by_class[c])]
-        y = np.array([index[c] for c in sorted(by_class) for _ in by_class[c]], dtype=np.int64)
-        return Split(decode_images(tree, files, size), y)
+        x, bad = decode_images(tree, files, size, skip_bad)
+        skipped.extend(bad)
+        bad = set(bad)
+        y = np.array([index[c] for c in sorted(by_class) for f in sorted(by_class[c]) if f not in bad],
+                     dtype=np.int64)
+        return Split(x, y)
     if "train" in layout and "test" in layout:
         train, test = split_of(layout["train"]), split_of(layout["test"])
-        if train.x.shape[1:] != test.x.shape[1:]:
+        if len(train) and len(test) and train.x.shape[1:] != test.x.shape[1:]:
             raise UserError(f"train images are {train.x.shape[1:]} but test images {test.x.shape[1:]} in "
                             f"{tree.path}; fix: --set image_size=32 (or another side) to resize them")
     else:  # one pool of images: hold out a fixed, stratified test split
         train, test = holdout(split_of(next(iter(layout.values()))), test_fraction)
-    return Corpus("image", train, test, classes, str(tree.path))
+    if skipped and (not len(train) or not len(test)):
+        raise UserError(f"no readable {'training' if not len(train) else 'test'} images in {tree.path} "
+                        f"({len(skipped)} unreadable ones skipped); fix: replace the unreadable files")
+    return Corpus("image", train, test, classes, str(tree.path), {"skipped_files": skipped} if skipped else {})
 
 
 # --- CIFAR binary and python versions ----------------------------------------------
@@ -290,10 +315,13 @@ def sniff(tree: Tree) -> str | None:
     return None
 
 
-def read_any(path: Path, expect: tuple[str, ...], image_size: int | None = None) -> Corpus:
+def read_any(path: Path, expect: tuple[str, ...], image_size: int | None = None,
+             skip_bad: bool | None = None) -> Corpus:
+    """Read whichever of the ``expect``ed layouts ``path`` holds; ``image_size`` and
+    ``skip_bad`` (see ``read_imagefolder``) apply to image folders."""
     tree = Tree(path)
     fmt = sniff(tree)
     if fmt not in expect:
         raise UserError(f"{path} holds {'no known data layout' if fmt is None else fmt + ' data'}; "
                         f"expected one of: {', '.join(expect)}")
-    return read_imagefolder(tree, image_size) if fmt == "imagefolder" else FORMATS[fmt](tree)
+    return read_imagefolder(tree, image_size, skip_bad=skip_bad) if fmt == "imagefolder" else FORMATS[fmt](tree)

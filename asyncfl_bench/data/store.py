@@ -134,13 +134,15 @@ def missing_message(src: Source, data_dir: Path | None) -> str:
             f"or --data-dir PATH with a local copy ({', '.join(src.local_names[:3])}, ...)")
 
 
-def load_local(key: str, path: Path, formats: tuple[str, ...], image_size: int | None = None) -> Corpus:
-    """Read a local copy through the cache: parse it once, re-parse only when it changes."""
+def load_local(key: str, path: Path, formats: tuple[str, ...], image_size: int | None = None,
+               skip_bad: bool | None = None) -> Corpus:
+    """Read a local copy through the cache: parse it once, re-parse only when it changes.
+    ``key`` must tell apart the readings ``image_size`` and ``skip_bad`` change."""
     fingerprint = cache.fingerprint(path)
     meta = cache.cached_meta(key)
     if meta is not None and meta.get("source_id") == fingerprint:
         return cache.load(key)
-    corpus = read_any(path, formats, image_size)
+    corpus = read_any(path, formats, image_size, skip_bad)
     try:
         cache.save(key, corpus, fingerprint)
     except OSError:   # a read-only cache costs speed, not correctness

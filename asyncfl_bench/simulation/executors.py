@@ -4,29 +4,17 @@ same results layout, and each run is skipped if finished and resumed if
 checkpointed, so a sweep can be interrupted and restarted with any executor."""
 from __future__ import annotations
 
+import dataclasses
 import json
-from dataclasses import dataclass
-from pathlib import Path
 
+import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from asyncfl_bench.config.registry import get_task
 from asyncfl_bench.errors import UserError
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    results: Path
-    force: bool = False
-    data_dir: Path | None = None
-    checkpoint_every: int = 0
-    checkpoint_minutes: float = 5.0
-    keep_checkpoints: bool = False
-    batch_clients: str = "auto"
-    # torch threads per run: float reductions depend on it, so every executor uses the
-    # same count (the driver's) and results match bit for bit across executors
-    threads: int = 0
-
+from asyncfl_bench.simulation.run import RunOptions, execute
+from asyncfl_bench.simulation.simulator import headline
 
 _DATA: dict = {}   # per process: (task, seed, device, setup) -> TaskData
 
@@ -42,16 +30,10 @@ def load_data(task, config: dict, data_dir):
 
 def run_one(config: dict, opts: RunOptions, on_progress=None) -> tuple[dict, bool]:
     """One run, self-contained (what a worker process or a Ray task executes)."""
-    from asyncfl_bench.simulation.run import execute
-    from asyncfl_bench.config.registry import get_task
-
     if opts.threads > 0:
-        import torch
         torch.set_num_threads(opts.threads)
     task = get_task(config["task"])
-    return execute(config, task, load_data(task, config, opts.data_dir), opts.results, opts.force, on_progress,
-                   opts.checkpoint_every, opts.checkpoint_minutes, opts.keep_checkpoints,
-                   batch_clients=opts.batch_clients)
+    return execute(config, task, load_data(task, config, opts.data_dir), opts, on_progress)
 
 
 def _status(summary: dict, ran: bool) -> str:
@@ -71,7 +53,7 @@ def _in_process(configs, opts, console):
             def on_progress(done, now, row, bar=bar):
                 fields = {"vt": now}
                 if row is not None:
-                    fields["acc"] = f"{row['accuracy']:.3f}"
+                    fields["acc"] = f"{row[headline(row, 'accuracy')]:.3f}"
                 progress.update(bar, completed=done, **fields)
 
             summary, ran = run_one(cfg, opts, on_progress)
@@ -136,9 +118,6 @@ def run_configs(configs: list[dict], opts: RunOptions, jobs: int = 1, executor: 
     """Execute every config; returns (config, summary, status) in the order given."""
     console = console or Console(stderr=True)
     if opts.threads == 0:
-        import dataclasses
-
-        import torch
         opts = dataclasses.replace(opts, threads=torch.get_num_threads())
     if executor == "ray":
         return _ray(configs, opts, address, console)

@@ -1,7 +1,14 @@
-"""One run, end to end: build everything from a resolved config, simulate, write results."""
+"""One run, end to end, in the order it happens:
+
+resolved config → data (hold-outs) → initial model → trace → schedule → method →
+trainers → simulate (resuming a checkpoint) → write curve, arrivals and summary.
+
+Each step passes on the object it made; nothing is rebuilt or re-read later.
+"""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -9,20 +16,51 @@ import numpy as np
 import pandas as pd
 import torch
 
-from asyncfl_bench.simulation import checkpoint
-from asyncfl_bench.training.batched import BatchedTrainer
-from asyncfl_bench.training.path import choose_path
+from asyncfl_bench.config.registry import get_method
 from asyncfl_bench.config.settings import run_id
 from asyncfl_bench.contract.method import ServerContext
-from asyncfl_bench.training.flat import Layout
-from asyncfl_bench.config.registry import get_method
+from asyncfl_bench.contract.task import TaskData, evaluation_view, hold_out_proxy, hold_out_validation
 from asyncfl_bench.results.metrics import time_to_target
 from asyncfl_bench.results.store import ensure_writable, finished_summary, run_dir, write_csv, write_json
+from asyncfl_bench.simulation import checkpoint
+from asyncfl_bench.simulation.simulator import RunLog, Simulator, headline
+from asyncfl_bench.traces.generators import make_trace, trace_slow_classes
+from asyncfl_bench.traces.model import Trace
 from asyncfl_bench.traces.schedule import Schedule, make_schedule
-from asyncfl_bench.simulation.simulator import RunLog, Simulator
-from asyncfl_bench.contract.task import TaskData, hold_out_proxy
-from asyncfl_bench.traces.generators import make_trace, slow_classes
+from asyncfl_bench.training.batched import BatchedTrainer
+from asyncfl_bench.training.flat import Layout
 from asyncfl_bench.training.local import LocalTrainer
+from asyncfl_bench.training.path import BatchClients, TrainingPath, choose_path
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How runs execute, as opposed to what they compute (the config): none of these
+    change a run's numbers beyond ``batched.TOLERANCE``, so none is in the run id."""
+
+    results: Path
+    force: bool = False
+    data_dir: Path | None = None
+    checkpoint_every: int = 0
+    checkpoint_minutes: float = 5.0
+    keep_checkpoints: bool = False
+    batch_clients: BatchClients = BatchClients()
+    # torch threads per run: float reductions depend on it, so every executor uses the
+    # same count (the driver's) and results match bit for bit across executors
+    threads: int = 0
+
+
+# -- the steps -----------------------------------------------------------------------
+def prepare_data(data: TaskData, setup: dict, seed: int) -> TaskData:
+    """The run's view of the task's data: the proxy hold-out, then the validation
+    hold-out (disjoint from it), then the test set dropped if the run evaluates on
+    validation only (a tuning trial)."""
+    data = hold_out_proxy(data, setup["proxy_fraction"], seed)
+    data = hold_out_validation(data, setup["validation_fraction"], seed)
+    data = evaluation_view(data, setup["evaluate_on"])
+    if data.extras.input_shape is None:   # what generators must produce
+        data.extras.input_shape = tuple(data.x_train.shape[1:])
+    return data
 
 
 def class_counts(data: TaskData) -> np.ndarray:
@@ -32,16 +70,33 @@ def class_counts(data: TaskData) -> np.ndarray:
                      for idx in data.clients])
 
 
-def build_schedule(config: dict, synchronous: bool, data: TaskData) -> Schedule:
-    setup, seed = config["setup"], config["seed"]
-    trace = make_trace(setup["trace"], setup["num_clients"], seed, class_counts(data))
-    return make_schedule(trace, setup["concurrency"], setup["total_arrivals"], seed, synchronous)
+def build_trace(config: dict, data: TaskData) -> Trace:
+    setup = config["setup"]
+    return make_trace(setup["trace"], setup["num_clients"], config["seed"], class_counts(data))
 
 
-def slow_class_accuracy(curve: pd.DataFrame, trace_spec: str) -> dict:
+def build_schedule(config: dict, synchronous: bool, trace: Trace) -> Schedule:
+    setup = config["setup"]
+    return make_schedule(trace, setup["concurrency"], setup["total_arrivals"], config["seed"], synchronous)
+
+
+def build_simulator(config: dict, method, schedule: Schedule, data: TaskData, build, model: torch.nn.Module,
+                    layout: Layout, batch: BatchClients) -> tuple[Simulator, TrainingPath]:
+    setup, device = config["setup"], torch.device(config["device"])
+    augment = data.extras.augment
+    trainer = LocalTrainer(build, layout, setup["local"], device, augment=augment)
+    path = choose_path(batch, model, layout, setup["local"], device, setup["concurrency"], data.x_train[:1])
+    batched = (BatchedTrainer(build, layout, setup["local"], device, augment, group=path.group)
+               if path.group > 1 else None)
+    sim = Simulator(method, schedule, data, trainer, model, config["seed"], setup["eval_every"],
+                    setup["eval_batch_size"], batched)
+    return sim, path
+
+
+# -- the summary ---------------------------------------------------------------------
+def slow_class_accuracy(curve: pd.DataFrame, classes: list[int]) -> dict:
     """Accuracy on the classes an intertwined trace delays (their mean per evaluation
     point): final and averaged over the run. Empty for other traces."""
-    classes = slow_classes(trace_spec)
     cols = [f"class_acc_{c}" for c in classes]
     if not classes or any(c not in curve for c in cols):
         return {}
@@ -60,18 +115,23 @@ def training_path(t: dict) -> str:
     return f"{t['path']}, regularised jobs sequential"
 
 
-def summarise(config: dict, log: RunLog, schedule: Schedule) -> dict:
+def summarise(config: dict, log: RunLog, schedule: Schedule, trace: Trace) -> dict:
+    """The run's summary.json. Accuracy columns are the test set's, or the validation
+    split's in a run that evaluates on validation only (``evaluated_on`` says which)."""
     curve = pd.DataFrame(log.curve)
+    acc = curve[headline(log.curve[-1], "accuracy")]
     staleness = np.array([a[3] for a in log.arrivals]) if log.arrivals else np.zeros(1)
     n = max(len(log.arrivals), 1)
+    target = config["setup"]["target_accuracy"]
     return {
-        **slow_class_accuracy(curve, config["setup"]["trace"]),
+        **slow_class_accuracy(curve, trace_slow_classes(trace.kind, trace.params)),
         "run_id": run_id(config),
         "task": config["task"], "method": config["method"], "seed": config["seed"],
-        "final_accuracy": float(curve["accuracy"].iloc[-1]),
-        "best_accuracy": float(curve["accuracy"].max()),
-        "target_accuracy": config["setup"]["target_accuracy"],
-        "time_to_target": time_to_target(curve, config["setup"]["target_accuracy"]),
+        "evaluated_on": config["setup"]["evaluate_on"],
+        "final_accuracy": float(acc.iloc[-1]),
+        "best_accuracy": float(acc.max()),
+        "target_accuracy": target,
+        "time_to_target": time_to_target(pd.DataFrame({"time": curve["time"], "accuracy": acc}), target),
         "final_time": float(curve["time"].iloc[-1]),
         "arrivals": len(log.arrivals),
         "versions": int(curve["version"].iloc[-1]),
@@ -91,56 +151,74 @@ def summarise(config: dict, log: RunLog, schedule: Schedule) -> dict:
     }
 
 
-def execute(config: dict, task, data: TaskData, results_root: Path, force: bool = False,
-            on_progress: Callable | None = None, checkpoint_every: int = 0, checkpoint_minutes: float = 5.0,
-            keep_checkpoints: bool = False, batch_clients: str = "auto") -> tuple[dict, bool]:
-    """Run one config unless its results exist; resume it from its checkpoint if one is there.
-    ``batch_clients`` (auto | off | N) picks sequential or vectorised local training; both
-    give the same results within ``batched.TOLERANCE``, so it is not part of the run id.
-    Returns (summary, ran_now)."""
+# -- the run ---------------------------------------------------------------------------
+def execute(config: dict, task, data: TaskData, opts: RunOptions,
+            on_progress: Callable | None = None) -> tuple[dict, bool]:
+    """Run one config unless its results exist; resume it from its checkpoint if one is
+    there. Returns (summary, ran_now)."""
     rid = run_id(config)
-    folder = run_dir(results_root, config["task"], config["method"], rid)
+    folder = run_dir(opts.results, config["task"], config["method"], rid)
     ckpt_path = folder / checkpoint.NAME
-    if not force:
+    if not opts.force:
         done = finished_summary(folder)
         if done is not None:
             return done, False
     ensure_writable(folder)
     method_cls = get_method(config["method"])
     setup, seed, device = config["setup"], config["seed"], torch.device(config["device"])
-    data = hold_out_proxy(data, setup["proxy_fraction"], seed)
-    if data.extras.input_shape is None:   # what generators must produce
-        data.extras.input_shape = tuple(data.x_train.shape[1:])
+
+    data = prepare_data(data, setup, seed)
     build = task.model_builder(setup, data)
     torch.manual_seed(seed)          # the same initial model for every method of this seed
     model = build().to(device)
     layout = Layout.of(model)
     params = layout.flatten(model).clone()
-    schedule = build_schedule(config, method_cls.synchronous, data)
+    trace = build_trace(config, data)
+    schedule = build_schedule(config, method_cls.synchronous, trace)
     ctx = ServerContext(num_clients=setup["num_clients"], concurrency=setup["concurrency"],
                         num_classes=data.num_classes, seed=seed, device=device, layout=layout,
                         build_model=build, local=setup["local"], extras=data.extras)
     method = method_cls(ctx, params, **config["method_params"])
-    augment = data.extras.augment
-    trainer = LocalTrainer(build, layout, setup["local"], device, augment=augment)
-    path = choose_path(batch_clients, model, layout, setup["local"], device, setup["concurrency"], data.x_train[:1])
-    batched = BatchedTrainer(build, layout, setup["local"], device, augment) if path.group > 1 else None
-    sim = Simulator(method, schedule, data, trainer, model, seed, setup["eval_every"], setup["eval_batch_size"],
-                    batched, path.group)
-    if not force and ckpt_path.exists():
+    sim, path = build_simulator(config, method, schedule, data, build, model, layout, opts.batch_clients)
+    if not opts.force and ckpt_path.exists():
         sim.load_state_dict(checkpoint.load(ckpt_path, rid))
     sim.log.training.update(path=path.describe(), reason=path.reason)
+
     write_json(folder / "config.json", config)
-    log = sim.run(on_progress, checkpoint.Writer(ckpt_path, rid, checkpoint_every, checkpoint_minutes))
+    log = sim.run(on_progress, checkpoint.Writer(ckpt_path, rid, opts.checkpoint_every, opts.checkpoint_minutes))
     write_csv(folder / "curve.csv", pd.DataFrame(log.curve))
     write_csv(folder / "arrivals.csv",
               pd.DataFrame(log.arrivals, columns=["arrival", "client", "time", "staleness", "base_version"]))
-    summary = summarise(config, log, schedule)
-    summary.update(method.metrics())
-    summary["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    summary = {**summarise(config, log, schedule, trace), **method.metrics(),
+               "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     write_json(folder / "summary.json", summary)
-    if keep_checkpoints:
+    if opts.keep_checkpoints:
         checkpoint.save(ckpt_path, rid, sim.state_dict())
     else:
         ckpt_path.unlink(missing_ok=True)
     return summary, True
+
+
+def preflight(configs: list[dict], task, data: TaskData) -> None:
+    """Build, without training, everything each distinct run needs (its data view, model,
+    trace, schedule and method), so that a run that cannot start fails before the first
+    one starts. Seeds never decide whether a run can start, so each setup and method is
+    checked once, on ``data`` (the first run's)."""
+    seen = set()
+    for config in configs:
+        key = run_id({**config, "seed": 0})
+        if key in seen:
+            continue
+        seen.add(key)
+        setup, device = config["setup"], torch.device(config["device"])
+        method_cls = get_method(config["method"])
+        view = prepare_data(data, setup, config["seed"])
+        build = task.model_builder(setup, view)
+        with torch.random.fork_rng(devices=[]):   # the runs' own seeding starts later
+            model = build().to(device)
+            layout = Layout.of(model)
+            build_schedule(config, method_cls.synchronous, build_trace(config, view))
+            ctx = ServerContext(num_clients=setup["num_clients"], concurrency=setup["concurrency"],
+                                num_classes=view.num_classes, seed=config["seed"], device=device,
+                                layout=layout, build_model=build, local=setup["local"], extras=view.extras)
+            method_cls(ctx, layout.flatten(model).clone(), **config["method_params"])

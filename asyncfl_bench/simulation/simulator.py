@@ -28,6 +28,29 @@ from asyncfl_bench.errors import UserError
 from asyncfl_bench.training.local import LocalTrainer, evaluate, job_seed
 
 
+VALIDATION = "val_"   # the prefix of the validation split's columns
+
+
+def evaluate_splits(model: torch.nn.Module, layout, params: torch.Tensor, data: TaskData, batch_size: int) -> dict:
+    """One evaluation point's metrics on every labeled set the run holds: ``accuracy``,
+    ``loss``, ``class_acc_C`` on the test set, and the same names prefixed ``val_`` on
+    the validation split (a run that evaluates on validation only has no test set)."""
+    fields = {}
+    for prefix, x, y in (("", data.x_test, data.y_test), (VALIDATION, data.x_val, data.y_val)):
+        if x is None:
+            continue
+        res = evaluate(model, layout, params, x, y, data.num_classes, batch_size)
+        fields.update({f"{prefix}accuracy": res["accuracy"], f"{prefix}loss": res["loss"]})
+        fields.update({f"{prefix}class_acc_{c}": float(a) for c, a in enumerate(res["class_accuracy"])})
+    return fields
+
+
+def headline(row: dict, metric: str) -> str:
+    """The column a run is judged by: ``metric`` on the test set, or on the validation
+    split where the run holds no test set."""
+    return metric if metric in row else VALIDATION + metric
+
+
 @dataclass
 class RunLog:
     curve: list[dict] = field(default_factory=list)      # one row per evaluation point
@@ -46,9 +69,9 @@ class RunLog:
 class Simulator:
     def __init__(self, method: Method, schedule: Schedule, data: TaskData, trainer: LocalTrainer,
                  eval_model: torch.nn.Module, seed: int, eval_every: int, eval_batch_size: int = 1024,
-                 batched: BatchedTrainer | None = None, group: int = 0):
+                 batched: BatchedTrainer | None = None):
         self.method, self.schedule, self.data, self.trainer = method, schedule, data, trainer
-        self.batched, self.group = batched, group   # train up to `group` in-flight jobs in one pass
+        self.batched = batched   # trains up to batched.group in-flight jobs in one pass
         self.eval_model, self.seed = eval_model, seed
         self.eval_every, self.eval_batch_size = eval_every, eval_batch_size
         self.live: dict[int, list] = {}        # version -> [params, number of in-flight jobs]
@@ -84,7 +107,7 @@ class Simulator:
         group = [job]
         if self.batched is not None and regularizer is None:
             for j in sorted(self.jobs):   # soonest arrivals first
-                if len(group) == self.group:
+                if len(group) == self.batched.group:
                     break
                 if j != job and j not in self.pending and self.method.client_regularizer(self.jobs[j][1]) is None:
                     group.append(j)
@@ -108,13 +131,10 @@ class Simulator:
 
     def _evaluate(self, arrivals: int, now: float) -> dict:
         t0 = time.perf_counter()
-        d = self.data
-        res = evaluate(self.eval_model, self.trainer.layout, self.method.params, d.x_test, d.y_test,
-                       d.num_classes, self.eval_batch_size)
-        self.log.seconds["eval"] += time.perf_counter() - t0
         row = {"arrivals": arrivals, "version": self.method.version, "time": now,
-               "accuracy": res["accuracy"], "loss": res["loss"]}
-        row.update({f"class_acc_{c}": float(a) for c, a in enumerate(res["class_accuracy"])})
+               **evaluate_splits(self.eval_model, self.trainer.layout, self.method.params, self.data,
+                                 self.eval_batch_size)}
+        self.log.seconds["eval"] += time.perf_counter() - t0
         self.log.curve.append(row)
         return row
 
@@ -155,9 +175,11 @@ class Simulator:
                 log.diverged_at, log.diverged_reason = now, f"client {client} local loss is {loss}"
             if (i + 1) % self.eval_every == 0 or i + 1 == len(s) or log.diverged_at is not None:
                 row = self._evaluate(i + 1, now)
-                if log.diverged_at is None and (not math.isfinite(row["loss"])
+                loss_key = headline(row, "loss")
+                if log.diverged_at is None and (not math.isfinite(row[loss_key])
                                                 or not bool(torch.isfinite(m.params).all())):
-                    log.diverged_at, log.diverged_reason = now, f"test loss is {row['loss']}"
+                    split = "validation" if loss_key.startswith(VALIDATION) else "test"
+                    log.diverged_at, log.diverged_reason = now, f"{split} loss is {row[loss_key]}"
             if on_progress is not None:
                 on_progress(i + 1, now, row)
             if on_arrival is not None:

@@ -41,6 +41,7 @@ import numpy as np
 
 from asyncfl_bench.errors import UserError
 from asyncfl_bench.traces.model import JITTERS, Trace, _per_client
+from asyncfl_bench.traces.file import read_trace, read_trace_meta
 from asyncfl_bench.config.spec import check_params, parse_spec
 
 FILE_SUFFIXES = (".csv", ".parquet", ".pq")
@@ -77,8 +78,14 @@ def _lognormal(n, rng, mean, sigma):
 
 
 def _pareto(n, rng, mean, shape):
+    # A Pareto shape must be > 0. This trace is set by its mean (J = (α−1)/α · Pareto_I(α, 1),
+    # mean 1), and for α ≤ 1 the mean is infinite: no scale gives it a finite one, so
+    # 0 < α ≤ 1 cannot be represented either (the scale would be ≤ 0).
     if shape <= 1:
-        raise UserError(f"trace 'pareto': shape must be > 1 (finite mean), got {shape}")
+        what = "a Pareto shape must be > 0" if shape <= 0 else "with shape <= 1 the Pareto mean is infinite"
+        raise UserError(f"trace 'pareto': shape must be > 1, got {shape}: {what}, and this trace is set by its "
+                        f"mean job time (mean={mean}); fix: a shape > 1 (close to 1, e.g. 1.1, for the "
+                        "heaviest tail), or lognormal:sigma=... for a heavy tail with a finite mean")
     return _clients(n, mean, "pareto", jitter_param=shape)
 
 
@@ -125,6 +132,10 @@ GENERATORS = {
 }
 
 
+# parameters whose generator checks a stricter bound than >= 0 (and names it in its error)
+OWN_BOUNDS = {("pareto", "shape")}
+
+
 def is_trace_file(spec: str) -> bool:
     return isinstance(spec, str) and spec.strip().lower().endswith(FILE_SUFFIXES)
 
@@ -140,24 +151,27 @@ def _parse_classes(value) -> list[int]:
     return classes
 
 
-def slow_classes(spec: str) -> list[int]:
+def trace_slow_classes(kind: str, params: dict) -> list[int]:
     """The classes whose holders are delayed, for an intertwined trace (else [])."""
-    if is_trace_file(spec):
-        from asyncfl_bench.traces.file import read_trace_meta
-        meta = read_trace_meta(spec)
-        if meta.get("kind") != "intertwined":
-            return []
-        return _parse_classes(meta.get("params", {}).get("classes", "0"))
-    kind, params = parse_spec(spec, "trace")
     if kind != "intertwined":
         return []
     return _parse_classes(params.get("classes", GENERATORS["intertwined"][1]["classes"]))
+
+
+def slow_classes(spec: str) -> list[int]:
+    """``trace_slow_classes`` of a spec or trace file, without building the trace."""
+    if is_trace_file(spec):
+        meta = read_trace_meta(spec)
+        return trace_slow_classes(meta.get("kind"), meta.get("params") or {})
+    return trace_slow_classes(*parse_spec(spec, "trace"))
 
 
 def _generate(kind: str, params: dict, num_clients: int, rng: np.random.Generator) -> dict:
     fn, defaults = GENERATORS[kind]
     params = check_params(kind, params, defaults, "trace")
     for key, value in params.items():
+        if (kind, key) in OWN_BOUNDS:
+            continue
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
             raise UserError(f"trace '{kind}': {key} must be >= 0, got {value}; fix: give a non-negative {key}")
     return params, fn(num_clients, rng, **params)
@@ -208,7 +222,6 @@ def make_trace(spec: str, num_clients: int, seed: int, class_counts=None) -> Tra
     trace file (``*.csv`` / ``*.parquet``). ``class_counts`` ((clients, classes) ints)
     is needed by ``intertwined`` only."""
     if is_trace_file(spec):
-        from asyncfl_bench.traces.file import read_trace
         trace = read_trace(spec)
         if trace.num_clients != num_clients:
             raise UserError(f"trace file {spec} has {trace.num_clients} clients but the run has "

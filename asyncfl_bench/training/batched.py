@@ -10,9 +10,9 @@ generator, same ``batch_order``); a job with a short last batch is padded and
 masked, and jobs are sorted by step count so that step ``s`` only runs the
 prefix of jobs that still train (no wasted steps).
 
-The result equals sequential training up to floating-point reordering (the
-stacked convolutions sum in another order): within ``TOLERANCE``, see
-``tests/test_batched.py``.
+The result is the same arithmetic as sequential training (float64: equal to 1e-13),
+in another float32 summation order (the stacked convolutions): within
+``TOLERANCE``, see ``tests/test_batched.py``.
 
 Only layers that treat samples independently and hold no running state can be
 stacked this way; :func:`unsupported_reason` names the first one that cannot
@@ -32,11 +32,20 @@ from asyncfl_bench.errors import UserError
 from asyncfl_bench.training.flat import Layout
 from asyncfl_bench.training.local import batch_order, num_steps
 
-# Batched vs sequential, per job: relative error of the update Δ = params − base,
-# ‖Δ_batched − Δ_sequential‖₂ ≤ update·‖Δ_sequential‖₂, and of the mean local loss.
-# Measured (float32, CPU, tests/test_batched.py): ≤ 1.3e-6 with SGD; ≤ 5.5e-5 with Adam,
-# whose division by √v turns reordering noise in near-zero gradients into full steps.
-TOLERANCE = {"update": 1e-4, "loss": 1e-5}
+# Batched vs sequential in float32, per job and local optimiser: relative error of the
+# update Δ = params − base, ‖Δ_batched − Δ_sequential‖₂ ≤ update·‖Δ_sequential‖₂, and of
+# the mean local loss. SGD: measured ≤ 1.3e-6. Adam's bound is wider because Adam, not
+# the stacking, amplifies float32 rounding: a ReLU unit that was dead for a few steps has
+# v ≈ 1e-13 (weight decay only), so when one of its pre-activations lies within rounding
+# of 0 (FEMNIST CNN, conv3 channel 23, step 5 of job 0: −2.7e-7 in float64) the gate
+# flips with the summation order, and the ~1e-5 gradient it adds is divided by √v ≈ 8e-6
+# into lr-sized steps on that unit's weights. Two sequential runs that differ only in the
+# convolution kernel (oneDNN vs torch's native) differ as much as batched vs sequential:
+# 1.3e-3 on that job; FEMNIST CNN over 24 init seeds median 7e-5, worst 2.8e-2 both ways
+# (same job); ResNet GroupNorm 4.0e-3 vs 4.3e-3 worst of 8; loss ≤ 1.2e-5 vs ≤ 3.7e-5.
+# In float64 batched equals sequential to 1e-13 (tests/test_batched.py checks 1e-10).
+TOLERANCE = {"sgd": {"update": 1e-4, "loss": 1e-5},
+             "adam": {"update": 5e-2, "loss": 1e-4}}
 
 # Layers whose forward is per sample and stateless (besides their parameters).
 STACKABLE = (nn.Linear, nn.Bilinear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d,
@@ -78,9 +87,12 @@ def supports(model: nn.Module) -> bool:
 
 class BatchedTrainer:
     """Trains K jobs at once; same local optimiser, batch order and augmentation draws
-    as LocalTrainer."""
+    as LocalTrainer. ``group``: how many jobs a caller should stack per pass (the
+    training path's choice; ``train_many`` itself takes any number)."""
 
-    def __init__(self, build_model, layout: Layout, local: dict, device: torch.device, augment=None):
+    def __init__(self, build_model, layout: Layout, local: dict, device: torch.device, augment=None,
+                 group: int = 0):
+        self.group = group
         self.model = build_model().to(device)
         why_not = unsupported_reason(self.model, layout)
         if why_not is not None:

@@ -41,12 +41,3 @@ class Layout:
 
     def unflatten(self, vec: torch.Tensor) -> dict[str, torch.Tensor]:
         return {k: c.view(s) for k, c, s in zip(self.names, torch.split(vec, self.numels), self.shapes)}
-
-
-def weighted_mean(vectors: list[torch.Tensor], weights: list[float]) -> torch.Tensor:
-    """Σ w_i·v_i / Σ w_i, the aggregation step every buffered method shares."""
-    total = sum(weights)
-    out = torch.zeros_like(vectors[0])
-    for v, w in zip(vectors, weights):
-        out.add_(v, alpha=w / total)
-    return out

@@ -35,35 +35,47 @@ def forward_flops(model: nn.Module, sample: torch.Tensor) -> int:
     return counter.get_total_flops()
 
 
-def parse_batch_clients(spec) -> str:
-    """``auto``, ``off`` or a group size ≥ 1 (as text); anything else is a UserError."""
-    spec = str(spec).strip().lower()
-    if spec in ("auto", "off"):
-        return spec
-    try:
-        n = int(spec)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise UserError(f"--batch-clients '{spec}' is not auto, off or a group size >= 1; "
-                        f"fix: e.g. --batch-clients auto")
-    return str(n)
+@dataclass(frozen=True)
+class BatchClients:
+    """``--batch-clients``, parsed once: ``auto``, ``off``, or a fixed group size."""
+
+    mode: str = "auto"     # auto | off | fixed
+    size: int = 0          # the group size when fixed
+
+    @classmethod
+    def parse(cls, spec) -> "BatchClients":
+        """``auto``, ``off`` or a group size ≥ 1 (as text or int); anything else is a UserError."""
+        if isinstance(spec, BatchClients):
+            return spec
+        text = str(spec).strip().lower()
+        if text in ("auto", "off"):
+            return cls(text)
+        try:
+            n = int(text)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise UserError(f"--batch-clients '{text}' is not auto, off or a group size >= 1; "
+                            f"fix: e.g. --batch-clients auto")
+        return cls("fixed", n)
+
+    def __str__(self) -> str:
+        return str(self.size) if self.mode == "fixed" else self.mode
 
 
-def choose_path(spec: str, model: nn.Module, layout: Layout, local: dict, device: torch.device,
+def choose_path(batch: BatchClients, model: nn.Module, layout: Layout, local: dict, device: torch.device,
                 concurrency: int, sample: torch.Tensor) -> TrainingPath:
-    """``spec`` is ``auto``, ``off`` or a group size N. ``auto`` is a fixed rule (so a
-    run's numbers never depend on timing noise): batch all in-flight jobs on a GPU;
-    on CPU only when a mini-batch's forward pass is below ``CPU_BATCH_MAX_FLOPS``."""
-    spec = parse_batch_clients(spec)
-    if spec == "off":
+    """``auto`` is a fixed rule (so a run's numbers never depend on timing noise): batch
+    all in-flight jobs on a GPU; on CPU only when a mini-batch's forward pass is below
+    ``CPU_BATCH_MAX_FLOPS``. ``off`` trains one by one; a size N batches up to N."""
+    if batch.mode == "off":
         return TrainingPath(0, "--batch-clients off")
     why_not = unsupported_reason(model, layout)
     if why_not is not None:
         return TrainingPath(0, f"fallback: {why_not}")
-    if spec != "auto":
-        n = min(int(spec), concurrency)
-        return TrainingPath(n if n > 1 else 0, f"--batch-clients {spec}")
+    if batch.mode == "fixed":
+        n = min(batch.size, concurrency)
+        return TrainingPath(n if n > 1 else 0, f"--batch-clients {batch}")
     if concurrency < 2:
         return TrainingPath(0, "auto: one job in flight")
     if torch.device(device).type != "cpu":

@@ -97,23 +97,29 @@ _LAST: "weakref.WeakKeyDictionary[nn.Module, _LastBatch]" = weakref.WeakKeyDicti
 
 
 def record_running_stats(record: dict, model: nn.Module, momentum: float = 0.1,
-                         kinds: tuple[type, ...] = CONV) -> None:
+                         kinds: tuple[type, ...] = CONV, x: torch.Tensor | None = None) -> None:
     """Fold the statistics of ``model``'s latest forward into ``record``.
 
-    Called once per local training step, right after that step's forward (from a
-    method's client regulariser). ``record["stats"]`` becomes a list of
+    Called once per local training step, right after that step's forward on ``x``
+    (from a method's client regulariser). ``record["stats"]`` becomes a list of
     (running_mean, running_var), an exponential average with ``momentum`` as in
     FedRevive's trackers, started at the first batch (no bias toward an initial
     value). ``record`` stays plain data, so it can travel in a payload.
 
     The hooks are attached to ``model`` the first time it is seen and stay there:
-    the local trainer reuses one model for every job, and a persistent hook is
-    the only way to see the forward that happened before the first call.
+    the local trainer reuses one model for every job. That first step's forward ran
+    before the hooks existed; given its input ``x`` it is repeated once (no
+    gradient; buffers and the RNG left as they were), so every job records every
+    step whether or not the model was seen before: a fresh trainer model (the first
+    job of a run, or the first after resuming from a checkpoint) gives the same
+    statistics as a reused one. Without ``x`` that step is skipped.
     """
     last = _LAST.get(model)
     if last is None:
         last = _LAST[model] = _LastBatch(model, kinds)
-        return  # this step's forward ran before the hooks existed
+        if x is None:
+            return
+        _repeat_forward(model, x)
     if any(s is None for s in last.stats):
         return
     if not record.get("stats"):
@@ -122,6 +128,19 @@ def record_running_stats(record: dict, model: nn.Module, momentum: float = 0.1,
         record["stats"] = [(rm.lerp(m, momentum), rv.lerp(v, momentum))
                            for (rm, rv), (m, v) in zip(record["stats"], last.stats)]
     record["steps"] = record.get("steps", 0) + 1
+
+
+@torch.no_grad()
+def _repeat_forward(model: nn.Module, x: torch.Tensor) -> None:
+    """Run ``model`` on ``x`` for its hooks only: the buffers a training-mode forward
+    updates (BatchNorm running statistics, trackers) and the RNG are put back, so the
+    job trains exactly as if the forward had not happened."""
+    buffers = [b.clone() for b in model.buffers()]
+    with torch.random.fork_rng(devices=[x.device] if x.device.type != "cpu" else [],
+                               device_type=x.device.type):
+        model(x)
+    for b, saved in zip(model.buffers(), buffers):
+        b.copy_(saved)
 
 
 def stats_matching_loss(batch: list, target: list, variance: bool = True) -> torch.Tensor:

@@ -13,7 +13,8 @@ On each arrival (client i, staleness τ):
    teachers on the pool (``distill.kd``) and Δ^KD = x_S − x_t (Δ^KD = 0 before);
 3. hybrid update u_i = (1 − β(τ))·Δ_i + β(τ)·Δ^KD, with
    β(τ) = 1 − ½(1 + cos(π τ / (2 s_max))) for τ ≤ 2 s_max, else 1;
-4. buffered aggregation x ← x + η_g · mean(u) every B arrivals (B = 1, η_g = 0.1).
+4. buffered aggregation x ← x + η_g · mean(u) every B arrivals (B = 1, η_g = 0.1;
+   ``aggregation.BufferedMethod``).
 
 Defaults are the reference CIFAR-10 configuration; the task presets hold the
 reference's per-dataset changes (``tasks/presets.py``: FEMNIST lr_g 1e-2, lr_z 3e-3,
@@ -42,15 +43,14 @@ import torch
 
 from asyncfl_bench.methods.fedrevive.beta import make_beta
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.contract.method import ClientUpdate, Method
-from asyncfl_bench.methods.aggregation import ServerOptimizer
+from asyncfl_bench.contract.method import ClientUpdate
+from asyncfl_bench.methods.aggregation import BufferedMethod
 from asyncfl_bench.methods.distill.feature_stats import record_running_stats
 from asyncfl_bench.methods.distill.generator import ImageGenerator
 from asyncfl_bench.methods.distill.kd import distill
 from asyncfl_bench.methods.distill.synthesis import GeneratorSource, SyntheticPool, Synthesiser
 from asyncfl_bench.methods.distill.text_synthesis import SnippetSource, text_forward
 from asyncfl_bench.methods.distill.teachers import (ProxyEstimator, Teacher, TeacherBuffer, probe_class_proportions)
-from asyncfl_bench.training.flat import weighted_mean
 
 
 def input_shape(ctx) -> tuple[int, ...]:
@@ -71,7 +71,7 @@ def frozen_models(ctx, n: int, seed: int) -> list[torch.nn.Module]:
     return models
 
 
-class FedRevive(Method):
+class FedRevive(BufferedMethod):
     name = "fedrevive"
     source = "FedRevive, arXiv 2511.00655 (2025)"
     defaults = {
@@ -110,37 +110,36 @@ class FedRevive(Method):
         "active_min": 0.5,             # active snippet tokens: a fraction of L − P, from …
         "active_max": 1.0,             # … to (the reference: 64–128 of 128)
     }
+    search_space = {"server_lr": "log:low=0.01,high=1.0", "kd_lr": "log:low=1e-5,high=1e-3"}
 
     def __init__(self, ctx, params, **hparams):
         super().__init__(ctx, params, **hparams)
         hp = self.hp
-        for key in ("buffer_size", "teachers", "synth_every", "synth_steps", "synth_batch", "pool_size",
+        for key in ("teachers", "synth_every", "synth_steps", "synth_batch", "pool_size",
                     "kd_steps", "kd_batch", "proxy_probes", "proxy_uploads"):
             if getattr(hp, key) < 1:
                 raise UserError(f"fedrevive.{key} must be ≥ 1, got {getattr(hp, key)}")
         self.beta = make_beta(hp.beta)
         self.rng = torch.Generator().manual_seed(int(ctx.seed) * 1_000_003 + 0xFED)
-        self.opt = ServerOptimizer(hp.server_lr)
-        self.buffer: list[torch.Tensor] = []
         self.teachers = TeacherBuffer(hp.teachers)
         self.proxy = ProxyEstimator(hp.proxy_uploads)
         self.pool = SyntheticPool(hp.pool_size)
         *self.teacher_models, self.student = frozen_models(ctx, hp.teachers + 1, ctx.seed)
         self.corpus: dict = {}
         if ctx.extras.input_kind == "tokens":
-            self.source = self._snippet_source()
-            self.synth = Synthesiser(self.source, self.pool, self.rng, steps=hp.synth_steps, batch=hp.synth_batch,
-                                     w_bn=hp.w_bn, w_ce=hp.w_ce, w_adv=hp.w_adv, aug_pad=0, aug_flip=False,
-                                     forward=text_forward, match_variance=False)
+            self.synthesis_source = self._snippet_source()
+            self.synth = Synthesiser(self.synthesis_source, self.pool, self.rng, steps=hp.synth_steps,
+                                     batch=hp.synth_batch, w_bn=hp.w_bn, w_ce=hp.w_ce, w_adv=hp.w_adv, aug_pad=0,
+                                     aug_flip=False, forward=text_forward, match_variance=False)
         else:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(ctx.seed)
                 generator = ImageGenerator(input_shape(ctx), hp.nz, hp.ngf).to(ctx.device)
-            self.source = GeneratorSource(generator, ctx.num_classes, self.rng, lr_g=hp.lr_g, lr_z=hp.lr_z,
-                                          emb_weight=hp.emb_weight)
-            self.synth = Synthesiser(self.source, self.pool, self.rng, steps=hp.synth_steps, batch=hp.synth_batch,
-                                     w_bn=hp.w_bn, w_ce=hp.w_ce, w_adv=hp.w_adv, aug_pad=hp.aug_pad,
-                                     aug_flip=hp.aug_flip)
+            self.synthesis_source = GeneratorSource(generator, ctx.num_classes, self.rng, lr_g=hp.lr_g,
+                                                    lr_z=hp.lr_z, emb_weight=hp.emb_weight)
+            self.synth = Synthesiser(self.synthesis_source, self.pool, self.rng, steps=hp.synth_steps,
+                                     batch=hp.synth_batch, w_bn=hp.w_bn, w_ce=hp.w_ce, w_adv=hp.w_adv,
+                                     aug_pad=hp.aug_pad, aug_flip=hp.aug_flip)
         self.last_synth: int | None = None
         self.log = {"probe_seconds": 0.0, "distill_seconds": 0.0, "distillations": 0, "revivals": 0,
                     "beta_sum": 0.0, "arrivals": 0, "kd_loss_last": None}
@@ -181,7 +180,7 @@ class FedRevive(Method):
         momentum = self.hp.stats_momentum
 
         def record(model, x, y, logits):
-            record_running_stats(payload, model, momentum)
+            record_running_stats(payload, model, momentum, x=x)
             return logits.new_zeros(())
         return record
 
@@ -192,7 +191,7 @@ class FedRevive(Method):
             t0 = time.perf_counter()
             probe = self.teacher_models[0]
             self.ctx.layout.load(probe, update.params)
-            q = probe_class_proportions(probe, self.source.probe_inputs(self.hp.proxy_probes),
+            q = probe_class_proportions(probe, self.synthesis_source.probe_inputs(self.hp.proxy_probes),
                                         self.hp.proxy_temperature, self.synth.forward)
             self.proxy.add(c, q)
             self.teachers.set_q(c, self.proxy.get(c))
@@ -243,6 +242,10 @@ class FedRevive(Method):
 
     def receive(self, update: ClientUpdate) -> None:
         self.observe(update)
+        super().receive(update)
+
+    def contribution(self, update: ClientUpdate) -> torch.Tensor:
+        """Step 3's hybrid update u_i (the raw Δ_i while β(τ) = 0 or before the freeze gate)."""
         beta = self.beta(update.staleness)
         u = update.delta
         if beta > 0 and self.version >= self.hp.freeze_versions:
@@ -250,10 +253,7 @@ class FedRevive(Method):
             self.log["revivals"] += 1
         self.log["beta_sum"] += beta
         self.log["arrivals"] += 1
-        self.buffer.append(u)
-        if len(self.buffer) >= self.hp.buffer_size:
-            self.step(self.opt.apply(self.params, weighted_mean(self.buffer, [1.0] * len(self.buffer))))
-            self.buffer = []
+        return u
 
     def metrics(self) -> dict:
         n = max(self.log["arrivals"], 1)
@@ -263,13 +263,12 @@ class FedRevive(Method):
                 "mean_beta": self.log["beta_sum"] / n, "pool_size": len(self.pool), **self.corpus}
 
     def server_state(self) -> dict:
-        return {"buffer": list(self.buffer), "opt": self.opt.state(), "teachers": self.teachers.state(),
+        return {**super().server_state(), "teachers": self.teachers.state(),
                 "proxy": self.proxy.state(), "pool": self.pool.state(), "synth": self.synth.state(),
                 "rng": self.rng.get_state(), "last_synth": self.last_synth, "log": dict(self.log)}
 
     def load_server_state(self, state: dict) -> None:
-        self.buffer = list(state["buffer"])
-        self.opt.load(state["opt"])
+        super().load_server_state(state)
         self.teachers.load(state["teachers"])
         self.proxy.load(state["proxy"])
         self.pool.load(state["pool"])
