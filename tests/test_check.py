@@ -61,3 +61,39 @@ def test_committed_baseline_covers_every_registered_method():
     runs = gate.read(REPO / "results" / "baselines" / "ci.json")["runs"]
     assert {r["method"] for r in runs} == set(methods())
     assert {(r["task"], r["preset"]) for r in runs} == {("digits", "ci")}
+
+
+def test_a_tuned_baseline_reruns_with_its_tuned_file(tmp_path):
+    """A baseline entry with ``tuned`` reruns as `run --tuned` would: the tuned values,
+    the validation hold-out, the budget record; the file is found relative to the baseline."""
+    from conftest import tiny_config
+    from asyncfl_bench.tuning import tuned as tuned_file
+
+    small = {"total_arrivals": "30", "num_clients": "8", "concurrency": "3", "eval_every": "10"}
+    setup = tiny_config("fedbuff", **small)["setup"]
+    (tmp_path / "b").mkdir()
+    tuned_path = tmp_path / "b" / "tuned-digits-ci.json"
+    tuned_file.write(tuned_path, {
+        "format": tuned_file.FORMAT, "schema": tuned_file.SCHEMA, "task": "digits", "preset": "ci",
+        "objective": "mean_accuracy", "direction": "maximize",
+        "budget": {"trials": 3, "runs_per_trial": 1}, "tuning_seeds": [1000], "validation_fraction": 0.1,
+        "setup": {**setup, "validation_fraction": 0.1, "evaluate_on": "test"}, "storage": "digits-ci.db",
+        "methods": {"fedbuff": {"params": {"server_lr": 0.31}, "value": 0.5, "best_trial": 1}}})
+    base = tmp_path / "b" / "ci-tuned.json"
+    assert gate.relative_to_baseline(tuned_path, base) == "tuned-digits-ci.json"
+    from conftest import TINY
+    gate.write(base, [{"task": "digits", "preset": "ci", "method": "fedbuff", "seed": 0, "set": {**TINY, **small},
+                       "tuned": "tuned-digits-ci.json", "final_accuracy": 0.0, "best_accuracy": 0.0,
+                       "time_to_target": None}])
+    args = ["check", "--baseline", str(base), "--results", str(tmp_path / "r")]
+    res = runner.invoke(app, args + ["--update"])
+    assert res.exit_code == 0, res.output
+    [entry] = gate.read(base)["runs"]
+    [folder] = (tmp_path / "r").glob("digits/fedbuff/*")
+    summary = json.loads((folder / "summary.json").read_text())
+    assert entry["tuned"] == "tuned-digits-ci.json" and entry["final_accuracy"] == summary["final_accuracy"]
+    [config] = [json.loads(p.read_text()) for p in (tmp_path / "r").glob("digits/fedbuff/*/config.json")]
+    assert config["method_params"]["server_lr"] == 0.31 and config["tuning"]["trials"] == 3
+    ok = runner.invoke(app, args)
+    assert ok.exit_code == 0, ok.output
+    assert gate.compare(entry, summary, 0.02)[0]["run"] == "digits/fedbuff[tuned]/seed 0"

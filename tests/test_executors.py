@@ -31,3 +31,20 @@ def test_local_worker_processes(tmp_path):
 def test_ray_local_cluster_two_methods_two_seeds(tmp_path):
     pytest.importorskip("ray")
     _check_same(tmp_path, ["--executor", "ray"])
+
+
+def test_a_reused_run_trained_on_another_path_says_so(tmp_path):
+    """The training path is not in the run id (batched and sequential agree within float
+    tolerance), so a finished run is reused, but the status names the path it ran."""
+    from asyncfl_bench.simulation.executors import run_configs
+    from asyncfl_bench.simulation.run import RunOptions
+    from asyncfl_bench.training.path import BatchClients
+    from conftest import tiny_config
+
+    cfg = tiny_config("fedbuff", concurrency=3)
+    [(_, first, status)] = run_configs([cfg], RunOptions(tmp_path, batch_clients=BatchClients.parse("off")))
+    assert status == "ran" and first["training"]["requested"] == "off"
+    [(_, _, same)] = run_configs([cfg], RunOptions(tmp_path, batch_clients=BatchClients.parse("off")))
+    assert same == "skipped (done)"
+    [(_, _, other)] = run_configs([cfg], RunOptions(tmp_path, batch_clients=BatchClients.parse("3")))
+    assert other == "skipped (done; trained with --batch-clients off: sequential)"

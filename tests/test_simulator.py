@@ -127,3 +127,30 @@ def test_a_checkpoint_from_another_schedule_is_refused(tmp_path, digits):
     (ckpt.parent / "summary.json").unlink()                  # unfinished: the next run resumes
     with pytest.raises(UserError, match="checkpoint was made on schedule 0000"):
         execute(cfg, digits, data, RunOptions(tmp_path))
+
+
+def test_effective_server_step_is_the_share_of_the_updates_that_moves_the_model(tmp_path, digits):
+    """Σ‖x_{v+1} − x_v‖ / Σ‖Δ_i‖. One job in flight (τ = 0), FedAsync with constant
+    s(τ): each arrival moves the model by exactly α·Δ, so the ratio is α."""
+    for alpha in (1.0, 0.3):
+        cfg = tiny_config("fedasync", concurrency=1, total_arrivals=6, fedasync__alpha=alpha,
+                          fedasync__staleness="constant")
+        _, summary = _curve(tmp_path / str(alpha), digits, cfg)
+        assert abs(summary["effective_server_step"] - alpha) < 1e-5
+
+
+def test_effective_server_step_of_two_buffered_arrivals_matches_a_hand_computation():
+    """FedBuff with K = 2, η = 0.5, no momentum: one step of η·(Δ₁+Δ₂)/2 for two
+    arrivals, so the ratio is 0.5·‖(1.5, 2, 1)‖ / (‖(3, 4, 0)‖ + ‖(0, 0, 2)‖)."""
+    from asyncfl_bench.simulation.run import effective_server_step
+    from asyncfl_bench.simulation.simulator import RunLog, measure_step
+
+    m = _method("fedbuff", torch.zeros(3), buffer_size=2, server_lr=0.5, server_momentum=0.0,
+                staleness="constant")
+    log = RunLog()
+    for delta in (torch.tensor([3.0, 4.0, 0.0]), torch.tensor([0.0, 0.0, 2.0])):
+        before = m.params.clone()
+        m.receive(_update(torch.zeros(3), delta, tau=0))
+        measure_step(log.step, before, m.params, torch.zeros(3), delta)
+    hand = 0.5 * (1.5 ** 2 + 2 ** 2 + 1) ** 0.5 / 7
+    assert m.version == 1 and abs(effective_server_step(log.step) - hand) < 1e-6

@@ -262,3 +262,19 @@ def test_tuned_file_of_another_budget_is_not_overwritten(tuned_path, tmp_path):
     with pytest.raises(UserError, match="another budget"):
         tuned_file.write(tuned_path, content)
     assert tuned_path.read_bytes() == before
+
+
+def test_run_tuned_auto_runs_with_the_tuned_values_and_records_the_budget(tuned_path):
+    from asyncfl_bench.cli import app
+    results = tuned_path.parent.parent
+    args = ["run", "--method", "fedbuff", "--seeds", "0", "--results", str(results), "--tuned", "auto"]
+    for key, value in FAST.items():
+        args += ["--set", f"{key}={value}"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    [config] = [json.loads(p.read_text()) for p in (results / "digits" / "fedbuff").glob("*/config.json")]
+    best = json.loads(tuned_path.read_text())["methods"]["fedbuff"]["params"]
+    assert config["method_params"]["server_lr"] == best["server_lr"]
+    assert config["tuning"]["trials"] == 1 and config["setup"]["evaluate_on"] == "test"
+    bad = CliRunner().invoke(app, [a if a != "auto" else str(results / "missing.json") for a in args])
+    assert bad.exit_code == 2 and "no tuned file" in bad.output

@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from asyncfl_bench.cli.console import err, out, parse_seeds, user_errors
@@ -34,13 +35,24 @@ def run(
                                                    "overrides the preset's (setup key `trace`)."),
     batch_clients: str = typer.Option("auto", help="Train in-flight clients together: auto | off | N "
                                                    "(group size). Same results within float tolerance, "
-                                                   "so not part of the run id; summary.json records the path."),
+                                                   "so not part of the run id; summary.json records the path, "
+                                                   "and a reused run trained on another setting says so."),
+    tuned: Optional[str] = typer.Option(None, help="Apply tuned values: a file `tune` wrote, or `auto` for "
+                                                   "RESULTS/tuned/<task>-<preset>.json. Each run takes its "
+                                                   "method's values and the tune's validation hold-out; the "
+                                                   "budget is recorded in its config (so in its run id)."),
+    log: Optional[str] = typer.Option(None, help="Also export each run to a tracker: tensorboard (an "
+                                                 "optional extra: pip install 'asyncfl-bench[tensorboard]')."),
+    log_dir: Optional[Path] = typer.Option(None, help="Tracker folder (default RESULTS/tensorboard)."),
 ):
     """Run methods on a task under one shared delay trace.
 
     Finished runs are skipped; interrupted runs resume from their last checkpoint."""
     from asyncfl_bench.config.settings import parse_overrides, resolve
     from asyncfl_bench.config.registry import get_method, get_task, method_names
+    from asyncfl_bench.config.settings import run_id
+    from asyncfl_bench.results import tracker
+    from asyncfl_bench.results.store import run_dir
     from asyncfl_bench.simulation.device import resolve_device
     from asyncfl_bench.simulation.executors import load_data, run_configs
     from asyncfl_bench.simulation.run import RunOptions, preflight
@@ -48,6 +60,7 @@ def run(
     from asyncfl_bench.training.path import BatchClients
 
     # everything is resolved and checked before the first run starts: bad input costs no work
+    tracker.check_tracker(log)
     the_task = get_task(task)
     names = method_names(method)
     seed_list = parse_seeds(seeds)
@@ -60,12 +73,21 @@ def run(
         overrides["trace"] = str(Path(trace).resolve()) if is_trace_file(trace) else trace
     ordered = [resolve(the_task, preset, get_method(n), s, dev, overrides, names)
                for s in seed_list for n in names]
+    if tuned is not None:
+        from asyncfl_bench.tuning import tuned as tuned_file
+        path = tuned_file.default_path(results, the_task.name, preset) if tuned == "auto" else Path(tuned)
+        ordered = tuned_file.apply(ordered, path)
     for spec, n_clients in {(c["setup"]["trace"], c["setup"]["num_clients"]) for c in ordered}:
         check_spec(spec, n_clients)
     data = load_data(the_task, ordered[0], data_dir)   # missing or broken data fails here
     preflight(ordered, the_task, data)                 # and so does a run that cannot start
     rows = [(cfg["method"], cfg["seed"], summary, status)
             for cfg, summary, status in run_configs(ordered, opts, jobs, executor, address, err)]
+    if log is not None:
+        logdir = log_dir or tracker.default_logdir(results)
+        for cfg in ordered:
+            tracker.export_run(run_dir(results, cfg["task"], cfg["method"], run_id(cfg)), logdir)
+        out.print(f"{log} events in {logdir}/ — view: tensorboard --logdir {logdir}")
     table = Table(title=f"{task} · preset {preset}")
     for col in ("method", "seed", "final acc", "best acc", "time to target", "wall s", "status"):
         table.add_column(col)
@@ -95,6 +117,9 @@ def check(
     method: str = typer.Option("all", help="With --update and no baseline yet: the methods."),
     seeds: str = typer.Option("0", help="With --update and no baseline yet: the seeds."),
     preset: str = typer.Option("ci", help="With --update and no baseline yet: the preset."),
+    tuned: Optional[Path] = typer.Option(None, help="With --update and no baseline yet: run with this tuned "
+                                                    "file (`run --tuned`); the baseline records it, relative "
+                                                    "to the baseline's folder."),
 ):
     """CI regression gate: run (or reuse) the runs a baseline names and compare.
 
@@ -106,16 +131,23 @@ def check(
     from asyncfl_bench.simulation.executors import run_configs
     from asyncfl_bench.simulation.run import RunOptions
 
+    from asyncfl_bench.tuning import tuned as tuned_file
+
     if baseline.exists() or not update:
-        wanted = [(r["task"], r["preset"], r["method"], r["seed"], r.get("set", {})) for r in gate.read(baseline)["runs"]]
+        wanted = [(r["task"], r["preset"], r["method"], r["seed"], r.get("set", {}), r.get("tuned"))
+                  for r in gate.read(baseline)["runs"]]
         names = {r[2] for r in wanted}
     else:
         names = method_names(method)
-        wanted = [(task, preset, n, s, {}) for s in parse_seeds(seeds) for n in names]
-    configs = [resolve(get_task(t), p, get_method(m), s, "cpu", dict(o), sorted(names)) for t, p, m, s, o in wanted]
+        rel = None if tuned is None else gate.relative_to_baseline(tuned, baseline)
+        wanted = [(task, preset, n, s, {}, rel) for s in parse_seeds(seeds) for n in names]
+    configs = []
+    for t, p, m, s, o, tuned_rel in wanted:   # every run resolved (and its tuned file read) before any starts
+        cfg = resolve(get_task(t), p, get_method(m), s, "cpu", dict(o), sorted(names))
+        configs += tuned_file.apply([cfg], baseline.parent / tuned_rel) if tuned_rel else [cfg]
     done = run_configs(configs, RunOptions(results), console=err)
     if update:
-        gate.write(baseline, [gate.entry(cfg, w[4], sm) for w, (cfg, sm, _) in zip(wanted, done)])
+        gate.write(baseline, [gate.entry(cfg, w[4], sm, w[5]) for w, (cfg, sm, _) in zip(wanted, done)])
         out.print(f"wrote {baseline} ({len(done)} runs)")
         return
     base_runs = gate.read(baseline)["runs"]
@@ -125,7 +157,7 @@ def check(
         table.add_column(col)
     fmt = lambda v: "not reached" if v is None else f"{v:.4g}"
     for r in rows:
-        table.add_row(r["run"], r["metric"], fmt(r["baseline"]), fmt(r["current"]),
+        table.add_row(escape(r["run"]), r["metric"], fmt(r["baseline"]), fmt(r["current"]),
                       "—" if r["diff"] is None else f"{r['diff']:+.4g}",
                       "[red]WORSE[/]" if r["worse"] else "ok")
     out.print(table)

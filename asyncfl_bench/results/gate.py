@@ -9,6 +9,7 @@ longer reached.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from asyncfl_bench.errors import UserError
@@ -42,9 +43,22 @@ def write(path: Path, runs: list[dict]) -> None:
     atomic_write(Path(path), (json.dumps(blob, indent=2, sort_keys=True) + "\n").encode())
 
 
-def entry(config: dict, overrides: dict, summary: dict) -> dict:
+def entry(config: dict, overrides: dict, summary: dict, tuned: str | None = None) -> dict:
+    """One baseline run; ``tuned`` (a tuned-values file relative to the baseline's folder)
+    makes ``check`` rerun it with those values, as ``run --tuned`` would."""
     return {"task": config["task"], "preset": config["preset"], "method": config["method"],
-            "seed": config["seed"], "set": overrides, **{k: summary[k] for k in METRICS}}
+            "seed": config["seed"], "set": overrides, **({"tuned": tuned} if tuned else {}),
+            **{k: summary[k] for k in METRICS}}
+
+
+def relative_to_baseline(tuned: Path, baseline: Path) -> str:
+    """A tuned file's path as a baseline records it: relative to the baseline's folder, so
+    a clone anywhere finds it."""
+    try:
+        return Path(os.path.relpath(Path(tuned).resolve(), Path(baseline).resolve().parent)).as_posix()
+    except ValueError:    # another drive
+        raise UserError(f"tuned file {tuned} and baseline {baseline} are on different drives; "
+                        f"fix: keep the tuned file next to the baseline") from None
 
 
 def compare(base: dict, now: dict, tolerance: float) -> list[dict]:
@@ -63,6 +77,7 @@ def compare(base: dict, now: dict, tolerance: float) -> list[dict]:
         else:
             diff = c - b
             worse = c < b - tolerance
-        rows.append({"run": f"{base['task']}/{base['method']}/seed {base['seed']}", "metric": metric,
+        tag = "[tuned]" if base.get("tuned") else ""
+        rows.append({"run": f"{base['task']}/{base['method']}{tag}/seed {base['seed']}", "metric": metric,
                      "baseline": b, "current": c, "diff": diff, "worse": worse})
     return rows

@@ -120,11 +120,21 @@ def run_configs(configs: list[dict], opts: RunOptions, jobs: int = 1, executor: 
     if opts.threads == 0:
         opts = dataclasses.replace(opts, threads=torch.get_num_threads())
     if executor == "ray":
-        return _ray(configs, opts, address, console)
+        return [(c, sm, _other_path(st, sm, opts)) for c, sm, st in _ray(configs, opts, address, console)]
     if executor != "local":
         raise UserError(f"unknown executor '{executor}'; valid: local, ray")
     if jobs < 1:
         raise UserError(f"--jobs must be >= 1, got {jobs}")
-    if jobs == 1:
-        return _in_process(configs, opts, console)
-    return _local_processes(configs, opts, jobs, console)
+    rows = (_in_process(configs, opts, console) if jobs == 1
+            else _local_processes(configs, opts, jobs, console))
+    return [(cfg, summary, _other_path(status, summary, opts)) for cfg, summary, status in rows]
+
+
+def _other_path(status: str, summary: dict, opts: RunOptions) -> str:
+    """A reused run trained under another --batch-clients says so: the training path is
+    not in the run id (its numbers differ only within float tolerance), so reuse is
+    right, but the user asked for something else and should know."""
+    asked = summary.get("training", {}).get("requested")
+    if status != "skipped (done)" or asked is None or asked == str(opts.batch_clients):
+        return status
+    return f"skipped (done; trained with --batch-clients {asked}: {summary['training_path']})"

@@ -115,6 +115,14 @@ def training_path(t: dict) -> str:
     return f"{t['path']}, regularised jobs sequential"
 
 
+def effective_server_step(step: dict) -> float | None:
+    """Σ_v ‖x_{v+1} − x_v‖ / Σ_i ‖Δ_i‖: how much of the clients' updates reaches the
+    server model, per arrival on average (FedAsync at τ = 0: α; FedBuff without momentum
+    on K parallel updates: η_g·s(τ)/K). Step-size differences between methods show here
+    at a glance, so a leaderboard does not silently rank step sizes."""
+    return step["moved"] / step["delta"] if step["delta"] > 0 else None
+
+
 def summarise(config: dict, log: RunLog, schedule: Schedule, trace: Trace) -> dict:
     """The run's summary.json. Accuracy columns are the test set's, or the validation
     split's in a run that evaluates on validation only (``evaluated_on`` says which)."""
@@ -146,6 +154,7 @@ def summarise(config: dict, log: RunLog, schedule: Schedule, trace: Trace) -> di
         "max_live_bases": log.max_live_bases,
         "seconds": log.seconds,
         "server_ms_per_arrival": 1000 * log.seconds["server"] / n,
+        "effective_server_step": effective_server_step(log.step),
         "training_path": training_path(log.training),
         "training": log.training,
     }
@@ -182,7 +191,7 @@ def execute(config: dict, task, data: TaskData, opts: RunOptions,
     sim, path = build_simulator(config, method, schedule, data, build, model, layout, opts.batch_clients)
     if not opts.force and ckpt_path.exists():
         sim.load_state_dict(checkpoint.load(ckpt_path, rid))
-    sim.log.training.update(path=path.describe(), reason=path.reason)
+    sim.log.training.update(path=path.describe(), reason=path.reason, requested=str(opts.batch_clients))
 
     write_json(folder / "config.json", config)
     log = sim.run(on_progress, checkpoint.Writer(ckpt_path, rid, opts.checkpoint_every, opts.checkpoint_minutes))

@@ -51,6 +51,14 @@ def headline(row: dict, metric: str) -> str:
     return metric if metric in row else VALIDATION + metric
 
 
+def measure_step(step: dict, before: torch.Tensor, after: torch.Tensor, base: torch.Tensor,
+                 client: torch.Tensor) -> None:
+    """Add one arrival to the effective-server-step sums: how far the server model moved
+    (zero while a buffer fills) and the arriving update's size ‖Δ_i‖ = ‖x_i − base‖."""
+    step["moved"] += float(torch.linalg.vector_norm(after - before))
+    step["delta"] += float(torch.linalg.vector_norm(client - base))
+
+
 @dataclass
 class RunLog:
     curve: list[dict] = field(default_factory=list)      # one row per evaluation point
@@ -61,6 +69,9 @@ class RunLog:
     diverged_reason: str | None = None
     # how jobs were trained: path/reason (set by the caller), then counts of
     # vectorised groups, jobs trained in them, and jobs trained one by one
+    # Σ ‖x_{v+1} − x_v‖ over the run and Σ ‖Δ_i‖ of the arrivals: their ratio is the
+    # effective server step, the share of a client's update that reaches the model
+    step: dict = field(default_factory=lambda: {"moved": 0.0, "delta": 0.0})
     training: dict = field(default_factory=lambda: {"path": "sequential", "reason": "",
                                                      "groups": 0, "batched_jobs": 0, "sequential_jobs": 0,
                                                      "regularized_jobs": 0})
@@ -157,11 +168,13 @@ class Simulator:
             t1 = time.perf_counter()
             version, payload = self.jobs.pop(i)
             staleness = m.version - version
+            before = m.params.clone()
             m.receive(ClientUpdate(client=client, job=i, base_version=version, staleness=staleness,
                                    base=self.live[version][0], params=params,
                                    num_samples=len(self.data.clients[client]), arrival_time=now, payload=payload,
                                    ends_round=s.round_end is not None and bool(s.round_end[i])))
             t2 = time.perf_counter()
+            measure_step(log.step, before, m.params, self.live[version][0], params)
             log.seconds["train"] += t1 - t0
             log.seconds["server"] += t2 - t1
             log.arrivals.append((i + 1, client, now, staleness, version))
