@@ -18,6 +18,22 @@
 
   s(τ) defaults to ``constant`` there: a compensated delta stands for a fresh one,
   and both papers apply it undiscounted.
+
+Step-size convention (every method's defaults are audited against it in its docstring):
+
+* a buffered server step multiplies the weighted MEAN of the buffer:
+  ``UpdateBuffer.mean`` = Σ w_i·c_i / Σ w_i with w_i = 1 (per update) or n_i
+  (``weight_by_samples``, per sample), c_i = ``contribution`` (s(τ_i)·Δ_i by default);
+  ``ServerOptimizer`` then takes m ← μ·m + mean, x ← x + η_g·m (heavy-ball, the same
+  form as ``torch.optim.SGD`` on the pseudo-gradient −mean). One arrival therefore
+  moves the model by η_g·(w_i/Σw)·s(τ_i)·Δ_i, i.e. η_g·s(τ)/K with uniform weights,
+  and by up to 1/(1 − μ) times that in the long run with momentum;
+* a source whose server learning rate multiplies the SUM of the K buffered deltas
+  (FLSim's FedBuff aggregators: ``flsim/optimizers/async_aggregators.py``, a
+  ``RoundReducer`` with ``ReductionType.WEIGHTED_SUM``) converts as
+  η_g(here) = K·η_g(source); momentum μ carries over unchanged;
+* ``CorrectedDeltaMethod`` with ``aggregation=fedasync`` has no buffer: α·s(τ)·Δ̃ per
+  arrival. Its ``fedbuff`` defaults (K = 10, η_g = 1, μ = 0) are 0.1 of each Δ̃ per arrival.
 """
 from __future__ import annotations
 

@@ -19,6 +19,19 @@ uses the cache written by the first (the cache is always the latest update).
 The cache holds N model-sized vectors: ``cache_dtype`` (float32 default, as in
 the paper; bfloat16/float16 halve it, in the spirit of the paper's
 memory-friendly quantised variant) and it lives on the CPU.
+
+Step size, audited against the paper (no authors' code was found to compare with):
+
+* Alg. 2 applies η to v_t, and v_t already holds the (1/M): η multiplies a MEAN of
+  the round's calibrations (plus the cache average h̄_t), one weight per update, no
+  staleness scaling, no server momentum.
+* Here: ``aggregate`` returns v_t with S/M (M = ``buffer_size``, equal to the buffer's
+  length when the step fires) and ``ServerOptimizer`` applies η with μ = 0: the same
+  rule, factor 1. η = 1 applies v_t in full; each arrival contributes η/M of its
+  calibration Δ_i − h_i, 0.1 at the defaults. The paper's tuned η per task is not
+  taken over.
+* Presets: ci M = 5 (η = 1) → 0.2; small and paper keep M = 10, η = 1 → 0.1, where
+  FedBuff gets 0.1·s(τ) (small) and 0.025 (paper, K = 2, η_g = 0.05).
 """
 from __future__ import annotations
 

@@ -25,6 +25,25 @@ x_t and aggregated FedAsync- or FedBuff-style (``aggregation``, see
   (MS / (1 − m^k) after k arrivals), so the first arrivals are not
   over-compensated by a near-zero MS; ε = 1e-7 (MXNet's default);
 * MS is updated with every arrival's pseudo-gradient, stale or not.
+
+Step size, audited against the paper and MXNet's implementation:
+
+* Which rate: λ (λ₀) scales the compensation INSIDE the gradient; the step is the
+  SGD learning rate η, w ← w − η·g̃ (Alg. 1). MXNet's ``DCASGD``
+  (apache/mxnet ``python/mxnet/optimizer/dcasgd.py``) has the same form,
+  lr·(g + λ·g⊙g⊙(w − w_prev)), with ``lamda`` = 0.04 by default. The server applies
+  every worker's compensated gradient in full, one at a time: no buffer, no mean.
+* λ, λ₀, m: taken over unchanged (factor 1). With g = −Δ/η_eff the compensation is
+  η_eff·λ·g⊙g⊙d = (λ/η_eff)·Δ⊙Δ⊙d, d = x_t − x_{t−τ}, as in the paper. For
+  DC-ASGD-a its size relative to the update is about λ₀·|d| in both settings, but d
+  here spans τ server versions (each a whole local run), not τ single SGD steps, so
+  the paper's λ₀ = 2 typically compensates more here; ``lam0`` is in the search space.
+* The server step is not DC-ASGD's: the default ``aggregation=fedasync`` applies
+  α = 0.6 (FedAsync's α, constant s) to Δ̃, where the paper's full step would be α = 1.
+  Chosen so DC-ASGD differs from a rebased FedAsync step only by the compensation;
+  factor 0.6 against the paper. ``aggregation=fedbuff``: K = 10, η_g = 1 on the mean,
+  0.1 of each Δ̃ per arrival.
+* Presets: no task preset overrides dc-asgd.
 """
 from __future__ import annotations
 

@@ -5,6 +5,20 @@ Xie, Koyejo, Gupta. "Asynchronous Federated Optimization". arXiv:1903.03934, 201
 Algorithm 1: x ← (1 − α_t)·x + α_t·x_i with α_t = α·s(τ). The paper's
 staleness functions are constant, polynomial (1+τ)^−a and hinge; its
 experiments use α ∈ {0.6, 0.9} and find polynomial a = 0.5 a good default.
+
+Step size, audited against the paper:
+
+* α is a mixing weight on MODELS (Alg. 1, the server's update line), not a learning
+  rate on a delta, and every arrival is its own update: no buffer, so no sum-or-mean
+  question and no per-sample weighting. In delta form x ← x + α_t·(x_i − x_t) with
+  x_i − x_t = Δ_i − (x_t − x_{t−τ}): a stale model is also pulled back toward its base.
+* Here: ``lerp`` is that rule exactly; α = 0.6 and polynomial a = 0.5 are the paper's
+  values, conversion factor 1. One arrival moves the model by 0.6·(1+τ)^−0.5 of
+  (x_i − x_t): 0.6 fresh, 0.27 at τ = 4 (FedBuff's ci preset: 0.2·s(τ) of Δ_i).
+* Departure: the paper's workers minimise a proximal local objective
+  f(z) + (ρ/2)·‖z − x‖²; here clients run the task's plain local training, the same
+  for every method. That changes the size of x_i − x_t, not what α means.
+* Presets: no task preset overrides fedasync.
 """
 from __future__ import annotations
 

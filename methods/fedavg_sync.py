@@ -9,6 +9,14 @@ the asynchronous methods). The server then sets x ← x + η·Σ (n_i/n)·Δ_i, 
 with η = 1 is the paper's x ← Σ (n_i/n)·x_i. On a trace with availability windows
 a round can lose clients that go offline mid-job; it then averages the updates
 that arrived (the schedule marks each round's last arrival).
+
+Step size, audited against the paper: Alg. 1 (FederatedAveraging) sets
+w ← Σ_k (n_k/m_t)·w_k over the round's clients, i.e. η = 1 on the per-SAMPLE weighted
+MEAN of their deltas. Here: ``server_lr`` = 1.0 with ``weight_by_samples``, the mean
+of ``aggregation.UpdateBuffer``: factor 1. No task preset overrides fedavg-sync. The
+paper preset does not take over FedRevive's reference FedAvg baseline (NVIDIA/NVFlare
+``research/fedrevive/fedrevive.py``: K = B = 100, η = 1.4 on the uniform mean; with
+350 samples per client uniform and n_i weights coincide): η stays McMahan et al.'s 1.
 """
 from __future__ import annotations
 

@@ -27,6 +27,16 @@ Choices where the paper is not specific (kept as options):
   CIFAR-10) 100 MB, CIFAR-100 1 GB.
 * Q = 5 Adam steps (lr 1e-3), batch 64, no staleness scaling in step 1 (s = 1),
   M = 10 and η = 1 as FedBuff-style defaults.
+* Step size: the description's step 1 applies η to the MEAN of the M buffered deltas,
+  one weight per update, as ``aggregation.UpdateBuffer`` does; with no public code and
+  no hyperparameter table at hand, η = 1 (the mean applied in full, FedAvg's η) and
+  M = 10 (FLSim's K) are choices, not the paper's numbers: 0.1 of each Δ per arrival.
+  They are not FLSim's 0.7, which multiplies a sum (7.0 on this mean, see
+  ``fedbuff``). ``distill_lr`` is the Adam rate of the Q steps that start from x̂, a
+  second move of the model after the step (Adam's usual 1e-3).
+  Presets: ci M = 5, η = 1 → 0.2 of each Δ per arrival, FedBuff's ci step at τ = 0;
+  small and paper keep M = 10, η = 1 → 0.1, where FedBuff gets 0.1·s(τ) (small) and
+  0.025 (paper, K = 2, η_g = 0.05).
 * U: ``proxy=heldout`` (default) uses the task's held-out unlabeled split
   (``--set proxy_fraction=0.1`` carves it out of every client's data, for every
   method alike). ``proxy=synthetic`` is data-free: FedRevive's machinery (clients

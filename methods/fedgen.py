@@ -23,6 +23,25 @@ version, together with α_t, β_t for that version. The client regulariser count
 labels it trains on into the payload; the server reads them back on arrival. The
 reference's 20-epoch early stop of the regulariser is not modelled (local training
 here is a few epochs at most).
+
+Step size, audited against the paper and the reference code:
+
+* FedGen's own server step: Alg. 1 averages the round's user models; the reference
+  (``serverbase.aggregate_parameters``) sets the model to Σ_k (n_k/n)·x_k over them
+  (10 users per round in the README's runs): η = 1 on the per-SAMPLE weighted mean
+  of the deltas, no momentum.
+* Here: FedBuff's rule and its defaults (K = 10, η_g = 0.7, μ = 0.9, s = sqrt, one
+  weight per update). The 0.7 is FLSim's, which multiplies the SUM of K deltas (see
+  ``fedbuff``): FLSim-equivalent is 7.0 on this mean. Against FedGen's η = 1 the
+  default's first step is 0.7× and, with momentum 0.9, its long-run step up to 7×.
+* Presets: ci (every task): K = 5, η_g = 1, μ = 0 → FedBuff's ci step; digits ci also
+  α = β = 1 (below). small, paper and digits intertwined set nothing for fedgen, so
+  it runs the defaults there while FedBuff runs K = 10, η_g = 1, μ = 0 (small,
+  intertwined: K = 5) or K = 2, η_g = 0.05, constant s (paper): in those presets the
+  two do not share a step although the aggregation is meant to be FedBuff's.
+* Other rates, taken over unchanged: ``gen_lr`` 3e-4 (the reference's MNIST
+  ``ensemble_lr``; EMNIST 1e-4), Adam, ×0.98 per round; α = β = 10 (MNIST; EMNIST
+  β = 1, ``utils/model_config.py``), weights that go with the reference's local lr 0.01.
 """
 from __future__ import annotations
 

@@ -48,6 +48,24 @@ x_i − x_{t−τ}, so estimates from different bases are comparable):
 * the reference runs 10,000 inversion iterations on a GPU; ``iterations``
   defaults to 200 (CPU), and presets set what their budget allows.
 
+Step size, audited against the paper and the reference code:
+
+* Server step: the paper runs synchronous FedAvg rounds of 10 clients. In the
+  reference (``streaming_fed.py``), a delayed client's contribution is rebased on the
+  current model (x_t + Δ, or x_t + the GI estimate's delta) and the 10 models are
+  averaged uniformly (``utils.average_weights`` divides by the count): η_g = 1 on the
+  uniform MEAN of the deltas, one weight per update, no staleness scaling.
+* Here: ``aggregation=fedbuff`` with K = 10, η_g = 1, μ = 0, s constant, uniform
+  weights: the same rule, factor 1 (0.1 of each delta per arrival). Departure: the
+  next K arrivals form the buffer instead of a synchronous round (the suite's schedule).
+* Presets: intertwined (digits, femnist): K = 5, η_g = 1 → 0.2 of each delta per
+  arrival, the K the other buffered methods get there; ci presets leave K = 10.
+* ``gi_lr`` = 0.1 is the inversion's Adam rate, not a server step. The reference uses
+  lr 1 on inputs drawn from N(0, 1) and boxed to [−2, 2]; here inputs start at
+  ``init_std`` = 0.1 unboxed, and the rate is scaled with that init (lr/std = 1 in both).
+* LocalUpdate's rate is the client's, η_l·K/(1 − μ) in ``unroll_steps`` steps (above);
+  the reference emulates at its local lr 0.01.
+
 The server time spent inverting is recorded and reported by ``metrics``.
 """
 from __future__ import annotations
