@@ -28,6 +28,9 @@ def run(
     checkpoint_minutes: float = typer.Option(5.0, min=0, help="Checkpoint every T minutes of wall time (0: off)."),
     keep_checkpoints: bool = typer.Option(False, help="Keep the final checkpoint of finished runs."),
     jobs: int = typer.Option(1, min=1, help="Run up to N runs at once in local worker processes."),
+    threads: int = typer.Option(0, min=0, help="torch threads per run (0: automatic: all cores in "
+                                               "process, cores ÷ --jobs per worker). CPU results depend "
+                                               "on it; summary.json records it."),
     executor: str = typer.Option("local", help="local | ray (Ray is an optional extra: pip install "
                                                 "'asyncfl-bench[ray]')."),
     address: Optional[str] = typer.Option(None, help="Ray cluster address (default: start a local Ray)."),
@@ -67,7 +70,7 @@ def run(
     dev = resolve_device(device)
     overrides = parse_overrides(set_)
     opts = RunOptions(results, force, data_dir, checkpoint_every, checkpoint_minutes, keep_checkpoints,
-                      BatchClients.parse(batch_clients))
+                      BatchClients.parse(batch_clients), threads)
     if trace is not None:
         # a file is named by its absolute path, so the run id does not depend on the working folder
         overrides["trace"] = str(Path(trace).resolve()) if is_trace_file(trace) else trace
@@ -120,6 +123,8 @@ def check(
     tuned: Optional[Path] = typer.Option(None, help="With --update and no baseline yet: run with this tuned "
                                                     "file (`run --tuned`); the baseline records it, relative "
                                                     "to the baseline's folder."),
+    threads: int = typer.Option(0, min=0, help="torch threads per run (0: all cores). A baseline's numbers "
+                                               "hold for the thread count they were made with."),
 ):
     """CI regression gate: run (or reuse) the runs a baseline names and compare.
 
@@ -145,7 +150,7 @@ def check(
     for t, p, m, s, o, tuned_rel in wanted:   # every run resolved (and its tuned file read) before any starts
         cfg = resolve(get_task(t), p, get_method(m), s, "cpu", dict(o), sorted(names))
         configs += tuned_file.apply([cfg], baseline.parent / tuned_rel) if tuned_rel else [cfg]
-    done = run_configs(configs, RunOptions(results), console=err)
+    done = run_configs(configs, RunOptions(results, threads=threads), console=err)
     if update:
         gate.write(baseline, [gate.entry(cfg, w[4], sm, w[5]) for w, (cfg, sm, _) in zip(wanted, done)])
         out.print(f"wrote {baseline} ({len(done)} runs)")

@@ -37,6 +37,8 @@ def tune(
                                                    "overrides the preset's (as `run --trace`)."),
     data_dir: Optional[Path] = typer.Option(None, help="Folder with local copies of data sets."),
     jobs: int = typer.Option(1, min=1, help="Run up to N trial runs at once in local worker processes."),
+    threads: int = typer.Option(0, min=0, help="torch threads per trial run (0: automatic: all cores in "
+                                               "process, cores ÷ --jobs per worker)."),
     executor: str = typer.Option("local", help="local | ray."),
     address: Optional[str] = typer.Option(None, help="Ray cluster address (default: start a local Ray)."),
     batch_clients: str = typer.Option("auto", help="Train in-flight clients together: auto | off | N."),
@@ -84,7 +86,8 @@ def tune(
             shown = ", ".join(f"{k}={v:.4g}" for k, v in params.items())
             err.print(f"{m} trial {number}: {shown} → {objective} {value:.4g}", highlight=False)
 
-    execution = Execution(jobs, executor, address, err, {"data_dir": data_dir, "batch_clients": batch})
+    execution = Execution(jobs, executor, address, err, {"data_dir": data_dir, "batch_clients": batch,
+                                                         "threads": threads})
     content = run_tune(spec, plans, results, execution, report_round)
     written = tuned_file.write(target, content)
     table = Table(title=f"tuned · {the_task.name} · preset {preset} · {trials} trials × {len(spec.seeds)} "

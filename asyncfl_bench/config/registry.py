@@ -14,14 +14,23 @@ from asyncfl_bench.errors import UserError
 
 
 @lru_cache(maxsize=None)
-def _load(group: str) -> dict[str, type]:
-    found = {}
-    for ep in entry_points(group=group):
-        found[ep.name] = ep.load()
+def _names(group: str) -> dict:
+    """Name -> entry point, without importing anything (so `--method fedbuff` loads
+    one method's module, not all of them)."""
+    found = {ep.name: ep for ep in entry_points(group=group)}
     if not found:
         raise UserError(f"no entry points in group '{group}': the package is not installed; "
                         f"fix: pip install -e . in the project folder")
     return dict(sorted(found.items()))
+
+
+@lru_cache(maxsize=None)
+def _load_one(group: str, name: str) -> type:
+    return _names(group)[name].load()
+
+
+def _load(group: str) -> dict[str, type]:
+    return {name: _load_one(group, name) for name in _names(group)}
 
 
 def methods() -> dict[str, type]:
@@ -33,10 +42,9 @@ def tasks() -> dict[str, type]:
 
 
 def get_method(name: str) -> type:
-    table = methods()
-    if name not in table:
-        raise UserError(f"unknown method '{name}'; valid: {', '.join(table)}")
-    return table[name]
+    if name not in _names("asyncfl_bench.methods"):
+        raise UserError(f"unknown method '{name}'; valid: {', '.join(_names('asyncfl_bench.methods'))}")
+    return _load_one("asyncfl_bench.methods", name)
 
 
 def task_families() -> dict[str, type]:
@@ -49,22 +57,23 @@ def get_task(name: str):
     families = task_families()
     if colon and kind in families:   # bring your own data
         return families[kind](name)
-    table = tasks()
+    table = _names("asyncfl_bench.tasks")
     if name not in table:   # a family task's results-folder name
         for family in dict.fromkeys(families.values()):
             found = family.from_results_name(name)
             if found is not None:
                 return found
-    if name not in table:
         raise UserError(f"unknown task '{name}'; valid: {', '.join(table)}")
-    return table[name]()
+    return _load_one("asyncfl_bench.tasks", name)()
 
 
 def method_names(spec: str) -> list[str]:
     """``all`` or a comma list, validated against the registry."""
-    names = list(methods()) if spec.strip() == "all" else [s.strip() for s in spec.split(",") if s.strip()]
+    known = _names("asyncfl_bench.methods")
+    names = list(known) if spec.strip() == "all" else [s.strip() for s in spec.split(",") if s.strip()]
     if not names:
         raise UserError("no method given; use --method NAME[,NAME...] or --method all")
     for n in names:
-        get_method(n)
+        if n not in known:
+            get_method(n)   # raises, naming the valid ones
     return names

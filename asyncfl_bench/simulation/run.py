@@ -45,8 +45,9 @@ class RunOptions:
     checkpoint_minutes: float = 5.0
     keep_checkpoints: bool = False
     batch_clients: BatchClients = BatchClients()
-    # torch threads per run: float reductions depend on it, so every executor uses the
-    # same count (the driver's) and results match bit for bit across executors
+    # torch threads per run (0: automatic, see executors.threads_per_run). CPU float
+    # reductions depend on it, so summary.json records it: the same count gives the
+    # same numbers with every executor
     threads: int = 0
 
 
@@ -199,6 +200,7 @@ def execute(config: dict, task, data: TaskData, opts: RunOptions,
     write_csv(folder / "arrivals.csv",
               pd.DataFrame(log.arrivals, columns=["arrival", "client", "time", "staleness", "base_version"]))
     summary = {**summarise(config, log, schedule, trace), **method.metrics(),
+               "threads": torch.get_num_threads(),
                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     write_json(folder / "summary.json", summary)
     if opts.keep_checkpoints:
