@@ -65,9 +65,13 @@ class Digits(Task):
                         "fedgen": {"buffer_size": 5, "server_lr": 1.0, "server_momentum": 0.0,
                                    "alpha": 1.0, "beta": 1.0}},
         },
+        # 100 clients share 1,437 training images: a Dirichlet split by class cannot give each
+        # of them 8 samples at α = 0.3, so each client draws its own class mix and 24 samples
+        # (FedRevive's split; clients may share images, as at the paper's 1000 × 350 on CIFAR)
         "small": {
             "num_clients": 100, "concurrency": 20, "total_arrivals": 1500, "eval_every": 25,
-            "alpha": 0.3, "trace": "fedrevive", "target_accuracy": 0.85,
+            "partition": "dirichlet_fixed", "alpha": 0.3, "samples_per_client": 24,
+            "trace": "fedrevive", "target_accuracy": 0.85,
             "local": {"optimizer": "sgd", "lr": 0.1, "momentum": 0.5, "batch_size": 16, "epochs": 1},
             "methods": {"fedbuff": {"buffer_size": 10, "server_lr": 1.0, "server_momentum": 0.0}},
         },

@@ -51,6 +51,8 @@ def _data(shape, dtype, n=40):
 # float64: the same arithmetic leaves only float64 rounding (measured ≤ 1e-13 on the update);
 # the mean loss is accumulated in a float32 scalar by both trainers
 EXACT = {"update": 1e-10, "loss": 1e-6}
+# share of a run's float32 jobs that must lie within the tight bound (TOLERANCE[...]["update"])
+TYPICAL_SHARE = 0.9
 
 
 def _at(build, precision):
@@ -134,18 +136,30 @@ def test_a_run_with_an_unsupported_layer_records_the_fallback(tmp_path):
     assert t["batched_jobs"] == 0 and t["sequential_jobs"] == summary["arrivals"]
 
 
-def test_batched_run_trains_every_job_as_sequential_would(tmp_path, monkeypatch):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_batched_run_trains_every_job_as_sequential_would(tmp_path, monkeypatch, threads):
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _check_batched_run(tmp_path, monkeypatch)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _check_batched_run(tmp_path, monkeypatch):
     cfg = tiny_config("fedasync")
     seq, s_seq = _run(tmp_path / "a", cfg, batch_clients="off")
     layout = Layout.of(SmallCNN(1, 8, 10))
-    reference = LocalTrainer(lambda: SmallCNN(1, 8, 10), layout, cfg["setup"]["local"], CPU)
-    train_many, errors = BatchedTrainer.train_many, []
+    local = cfg["setup"]["local"]
+    reference = LocalTrainer(lambda: SmallCNN(1, 8, 10), layout, local, CPU)
+    train_many, jobs = BatchedTrainer.train_many, []
 
     def checked(self, bases, x, y, clients, seeds):   # each group's jobs redone one by one
         out = train_many(self, bases, x, y, clients, seeds)
-        for b, c, s, (p, _) in zip(bases, clients, seeds, out):
+        for i, (b, c, s, (p, _)) in enumerate(zip(bases, clients, seeds, out)):
             p_seq, _ = reference.train(b, x[c], y[c], s)
-            errors.append(float((p - p_seq).norm() / (p_seq - b).norm()))
+            error = float((p - p_seq).norm() / (p_seq - b).norm())
+            jobs.append((error, bases, x, y, clients, seeds, i))
         return out
 
     monkeypatch.setattr(BatchedTrainer, "train_many", checked)
@@ -153,8 +167,20 @@ def test_batched_run_trains_every_job_as_sequential_would(tmp_path, monkeypatch)
     assert s_seq["training_path"] == "sequential" and s_bat["training_path"] == "batched(N=4)"
     t = s_bat["training"]
     assert t["batched_jobs"] > t["sequential_jobs"] and t["groups"] < t["batched_jobs"]   # real groups
-    bound = TOLERANCE[cfg["setup"]["local"]["optimizer"]]["update"]
-    assert len(errors) == t["batched_jobs"] and max(errors) <= bound
+    errors = [j[0] for j in jobs]
+    bound = TOLERANCE[local["optimizer"]]
+    assert len(errors) == t["batched_jobs"]
+    # float32: nearly every job within the tight bound; a job whose ReLU gate flips with the
+    # summation order may move further, but never past the loose one (see TOLERANCE)
+    assert max(errors) <= bound["worst"], max(errors)
+    assert sum(e <= bound["update"] for e in errors) >= TYPICAL_SHARE * len(errors), sorted(errors)[-5:]
+    # the worst job is the same arithmetic: in float64 its group trains exactly as sequential
+    _, bases, x, y, clients, seeds, i = max(jobs, key=lambda j: j[0])
+    build64 = _at(lambda: SmallCNN(1, 8, 10), torch.float64)
+    b64, x64 = [b.double() for b in bases], x.double()
+    p64 = train_many(BatchedTrainer(build64, layout, local, CPU), b64, x64, y, clients, seeds)[i][0]   # unpatched
+    p64_seq, _ = LocalTrainer(build64, layout, local, CPU).train(b64[i], x64[clients[i]], y[clients[i]], seeds[i])
+    assert float((p64 - p64_seq).norm() / (p64_seq - b64[i]).norm()) <= EXACT["update"]
     # whole runs drift apart only by the amplified rounding differences (early training is chaotic)
     np.testing.assert_allclose(bat["loss"], seq["loss"], rtol=2e-2)
 

@@ -1,5 +1,6 @@
 """A run killed mid-way resumes from its checkpoint to the same curve and model, bit for bit: a real
 SIGKILL for three methods, and in-process kills at many arrival positions for every method."""
+import json
 import os
 import random
 import signal
@@ -67,6 +68,10 @@ def test_sigkill_then_resume_gives_the_uninterrupted_curve(tmp_path, method):
     assert not ckpt.exists()            # finished runs keep only their final artefacts
     arrivals = pd.read_csv(resumed.parent / "arrivals.csv")
     assert list(arrivals["arrival"]) == list(range(1, 61))
+    # the wall time adds both processes' segments, as train/server/eval do: each segment's
+    # total spans its parts, so the sum can only hold if no segment is dropped
+    seconds = json.loads((resumed.parent / "summary.json").read_text())["seconds"]
+    assert seconds["total"] >= seconds["train"] + seconds["server"] + seconds["eval"], seconds
 
 
 # -- in-process resume from many arrival positions, for every method -------------------

@@ -29,7 +29,9 @@ SETUP_DEFAULTS: dict = {
     "model": "cnn",
     "trace": "fedrevive",        # KIND[:k=v,...], see `asyncfl-bench list`
     "target_accuracy": 0.8,      # for time-to-target
-    "proxy_fraction": 0.0,       # share of each client's data held out as the server's unlabeled proxy set
+    # share of each client's data held out as the server's unlabeled proxy set, for every
+    # method alike (only FedEcho reads it), so `--method all` starts on every preset
+    "proxy_fraction": 0.1,
     "validation_fraction": 0.0,  # share of each client's data held out as a labeled validation split
     "evaluate_on": "test",       # test | validation (a tuning trial: the run holds no test set)
     "local": dict(LOCAL_DEFAULTS),

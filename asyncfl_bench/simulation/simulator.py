@@ -90,6 +90,7 @@ class Simulator:
         self.pending: dict[int, tuple] = {}    # job -> (params, loss) trained ahead of its arrival
         self.position = 0                      # arrivals delivered so far
         self.log = RunLog()
+        self._segment_start: float | None = None   # wall clock when this process's run() began
         self._dispatches = schedule.dispatches()
 
     # -- bookkeeping ---------------------------------------------------------
@@ -155,7 +156,7 @@ class Simulator:
         """Deliver the remaining arrivals. ``on_arrival`` runs after each one, with the
         simulator in a consistent state (the place to write checkpoints)."""
         log, s, m = self.log, self.schedule, self.method
-        start = time.perf_counter()
+        start = self._segment_start = time.perf_counter()
         if self.position == 0 and not log.curve:
             for job in self._dispatches[0]:
                 self._dispatch(job)
@@ -198,12 +199,16 @@ class Simulator:
             if on_arrival is not None:
                 on_arrival(self)
         log.seconds["total"] += time.perf_counter() - start
+        self._segment_start = None
         return log
 
     # -- checkpoints -----------------------------------------------------------
     def state_dict(self) -> dict:
         """Everything needed to continue bit for bit (tensors and plain data only)."""
         m = self.method
+        log = asdict(self.log)
+        if self._segment_start is not None:   # a resumed run's total adds every segment, as train and server do
+            log["seconds"]["total"] += time.perf_counter() - self._segment_start
         return {
             "schedule_hash": self.schedule.hash,
             "position": self.position,
@@ -211,7 +216,7 @@ class Simulator:
             "jobs": dict(self.jobs),
             "pending": dict(self.pending),
             "method": {"params": m.params, "version": m.version, "state": m.server_state()},
-            "log": asdict(self.log),
+            "log": log,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         }

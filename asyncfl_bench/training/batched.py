@@ -44,8 +44,13 @@ from asyncfl_bench.training.local import batch_order, num_steps
 # 1.3e-3 on that job; FEMNIST CNN over 24 init seeds median 7e-5, worst 2.8e-2 both ways
 # (same job); ResNet GroupNorm 4.0e-3 vs 4.3e-3 worst of 8; loss ≤ 1.2e-5 vs ≤ 3.7e-5.
 # In float64 batched equals sequential to 1e-13 (tests/test_batched.py checks 1e-10).
-TOLERANCE = {"sgd": {"update": 1e-4, "loss": 1e-5},
-             "adam": {"update": 5e-2, "loss": 1e-4}}
+# The same gate flip happens under SGD, more rarely and with a smaller effect: one job of 27
+# in the digits run of tests/test_batched.py moved 4.5e-4 at 2 threads (the others ≤ 4e-7),
+# on an Intel Xeon and an AMD EPYC alike, while in float64 the same job agrees within 1e-10. So
+# ``update`` bounds nearly every job and ``worst`` every job; the float64 check is the
+# guarantee that both paths compute the same thing.
+TOLERANCE = {"sgd": {"update": 1e-4, "loss": 1e-5, "worst": 1e-2},
+             "adam": {"update": 5e-2, "loss": 1e-4, "worst": 2e-1}}
 
 # Layers whose forward is per sample and stateless (besides their parameters).
 STACKABLE = (nn.Linear, nn.Bilinear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d,
