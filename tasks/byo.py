@@ -116,7 +116,10 @@ class BringYourOwn(TaskFamily):
                                "source": f"{kind}:{rest}", "label_column": "", "input_column": "",
                                # imagefolder: leave unreadable image files out (with a warning that
                                # counts them) instead of stopping at the first one
-                               "skip_bad_files": False}
+                               "skip_bad_files": False,
+                               # a test split lacking training classes is an error unless accepted
+                               # knowingly: its accuracy covers the other classes only
+                               "allow_missing_test_classes": False}
         self._corpus: tuple[tuple, Corpus] | None = None
 
     def corpus(self, setup: dict) -> Corpus:
@@ -157,7 +160,7 @@ class BringYourOwn(TaskFamily):
             data = text_task_data(corpus, setup, seed, self.name)
         else:
             data = image_task_data(corpus, setup, seed)
-        warn_missing_test_classes(data, f"{self.kind}:{self.spec}")
+        check_test_classes(data, f"{self.kind}:{self.spec}", setup["allow_missing_test_classes"])
         return data
 
     def model_builder(self, setup, data):
@@ -167,20 +170,24 @@ class BringYourOwn(TaskFamily):
         return image_model_builder(setup, data, self.name)
 
 
-def warn_missing_test_classes(data, source: str) -> None:
-    """A test split without some of the training classes measures accuracy on the
-    others only: warn, naming them, since such accuracy is not comparable with that of
-    other data."""
+def check_test_classes(data, source: str, allow_missing: bool) -> None:
+    """A test split without some of the training classes measures accuracy on the others
+    only, which is not comparable with that of other data: an error naming them, or, when
+    accepted knowingly (``allow_missing_test_classes=true``), a warning."""
     if data.y_test is None:
         return
     trained = set(data.y_train.unique().tolist())
     missing = sorted(trained - set(data.y_test.unique().tolist()))
-    if missing:
-        names = [data.class_names[c] if c < len(data.class_names) else str(c) for c in missing]
-        shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
-        warnings.warn(f"{source}: the test split has no samples of {len(missing)} of the "
-                      f"{len(trained)} training classes ({shown}); its accuracy covers the other "
-                      "classes only and is not comparable with runs on other data", stacklevel=3)
+    if not missing:
+        return
+    names = [data.class_names[c] if c < len(data.class_names) else str(c) for c in missing]
+    shown = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+    what = f"{source}: the test split has no samples of {len(missing)} of the {len(trained)} training classes ({shown})"
+    if not allow_missing:
+        raise UserError(f"{what}, so its accuracy would cover the other classes only; fix: add test samples of "
+                        "those classes, or accept it knowingly with --set allow_missing_test_classes=true")
+    warnings.warn(f"{what}; its accuracy covers the other classes only and is not comparable with runs on "
+                  "other data (allow_missing_test_classes=true)", stacklevel=3)
 
 
 def prepare_hf(spec: str, setup: dict | None = None) -> tuple[Path, Corpus]:

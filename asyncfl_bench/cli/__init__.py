@@ -2,9 +2,11 @@
 which never import it back."""
 from __future__ import annotations
 
+import warnings
+
 import typer
 
-from asyncfl_bench.cli import data, listing, report, run, trace, tune
+from asyncfl_bench.cli import console, data, listing, report, run, trace, tune
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None,   # help is plain text: [ray] and KIND[:k=v] print as written
@@ -23,4 +25,5 @@ app.add_typer(data.data_app, name="data")
 
 
 def main() -> None:
+    warnings.showwarning = console.show_warning
     app()

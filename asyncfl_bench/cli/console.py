@@ -16,6 +16,12 @@ out = Console()
 err = Console(stderr=True)
 
 
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings reach the user as one clean line (``warning: ...``), never with a source line."""
+    text = " ".join(str(message).split())
+    err.print(f"[bold yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=True)
+
+
 def user_errors(fn):
     """Bad input → one line on stderr, exit code 2, no traceback."""
     @functools.wraps(fn)
