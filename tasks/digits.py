@@ -12,6 +12,7 @@ from asyncfl_bench.errors import UserError
 from asyncfl_bench.contract.task import Task, TaskData
 from asyncfl_bench.tasks.models import MLP, SmallCNN
 from asyncfl_bench.tasks.partition import make_partition
+from asyncfl_bench.tasks.presets import afl_dw_of
 
 
 @lru_cache(maxsize=1)
@@ -59,6 +60,7 @@ class Digits(Task):
                                     "synthesiser": "fedrevive:" + ",".join(
                                         f"{k}={v}" for k, v in FEDREVIVE_CI.items() if k != "beta")},
                         "fedrevive": FEDREVIVE_CI,
+                        "afl-dw": afl_dw_of(FEDREVIVE_CI),
                         # FedGen aggregates as FedBuff does: the same ci change. Its regulariser
                         # weights α = β = 10 go with the reference's local lr 0.01; at lr 0.1 they
                         # swamp the data loss (accuracy stays at chance), so α·lr is kept: 1.

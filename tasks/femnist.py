@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 
 from asyncfl_bench.tasks.image import CorpusImageTask
-from asyncfl_bench.tasks.presets import CI_FEDBUFF, CI_LOCAL, FEDREVIVE, PAPER
+from asyncfl_bench.tasks.presets import CI_FEDBUFF, CI_LOCAL, FEDREVIVE, PAPER, afl_dw_of
 
 
 # FedRevive's FEMNIST reference values (generator rates, w_bn, η_g) with the gates, pool and
@@ -30,6 +30,7 @@ class Femnist(CorpusImageTask):
                "partition": "natural", "model": "cnn", "target_accuracy": 0.5, "proxy_fraction": 0.1,
                "local": dict(CI_LOCAL),
                "methods": {**copy.deepcopy(CI_FEDBUFF), "fedrevive": FEDREVIVE_CI,
+                           "afl-dw": afl_dw_of(FEDREVIVE_CI),
                            # a synthetic U (fedecho.proxy=synthetic) from the same ci synthesiser,
                            # frozen at version 20 of the 40 this run has
                            "fedecho": {"buffer_size": 5, "synthetic_after": 20, "synthesiser": "fedrevive:" + ",".join(
@@ -46,8 +47,10 @@ class Femnist(CorpusImageTask):
                   "partition": "natural", "model": "femnist_cnn", "target_accuracy": 0.7,
                   "local": {"optimizer": "adam", "lr": 1e-3, "batch_size": 32, "iterations": 25},
                   "methods": {"fedbuff": {"buffer_size": 10, "server_lr": 1.0, "server_momentum": 0.0},
-                              "fedrevive": dict(FEDREVIVE["femnist"])}},
+                              "fedrevive": dict(FEDREVIVE["femnist"]),
+                              "afl-dw": afl_dw_of(FEDREVIVE["femnist"])}},
         "paper": {**copy.deepcopy(PAPER), "model": "femnist_cnn", "target_accuracy": 0.75,
                   "methods": {**copy.deepcopy(PAPER["methods"]),
-                              "fedrevive": dict(FEDREVIVE["femnist"])}},
+                              "fedrevive": dict(FEDREVIVE["femnist"]),
+                              "afl-dw": afl_dw_of(FEDREVIVE["femnist"])}},
     }

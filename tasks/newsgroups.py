@@ -33,7 +33,7 @@ from asyncfl_bench.contract.task import Task, TaskData
 from asyncfl_bench.tasks.image import CORPUS_DEFAULTS, split_for_task, tensor
 from asyncfl_bench.tasks.models import TextClassifier
 from asyncfl_bench.tasks.partition import make_partition
-from asyncfl_bench.tasks.presets import CI_FEDBUFF, CI_LOCAL, FEDREVIVE, PAPER
+from asyncfl_bench.tasks.presets import CI_FEDBUFF, CI_LOCAL, FEDREVIVE, PAPER, afl_dw_of
 
 TEXT_DEFAULTS = {**CORPUS_DEFAULTS, "encoder": "all-MiniLM-L6-v2", "max_len": 128,
                  "d_model": 0, "layers": 2, "heads": 4, "model": "transformer"}
@@ -176,7 +176,8 @@ class Newsgroups(Task):
                "partition": "dirichlet", "alpha": 0.5, "test_subset": 2000, "max_len": 64,
                "d_model": 64, "layers": 1, "heads": 2, "target_accuracy": 0.3,
                "local": dict(CI_LOCAL, lr=3e-3),
-               "methods": {**copy.deepcopy(CI_FEDBUFF), "fedrevive": FEDREVIVE_CI}},
+               "methods": {**copy.deepcopy(CI_FEDBUFF), "fedrevive": FEDREVIVE_CI,
+                           "afl-dw": afl_dw_of(FEDREVIVE_CI)}},
         "small": {"num_clients": 100, "concurrency": 20, "total_arrivals": 2000, "eval_every": 50,
                   "partition": "dirichlet_fixed", "alpha": 0.5, "samples_per_client": 350,
                   "max_len": 128, "d_model": 128, "layers": 2, "heads": 4, "target_accuracy": 0.5,

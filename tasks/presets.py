@@ -32,3 +32,10 @@ FEDREVIVE = {
     # the reference's text path: snippet embeddings at lr 0.1, w_bn 1e-4
     "20newsgroups": {"lr_z": 0.1, "w_bn": 1e-4},
 }
+
+
+def afl_dw_of(fedrevive: dict) -> dict:
+    """AFL-DW's settings for a preset: FedRevive's aggregation there (B, η_g, β), so the
+    pair differs only by the distillation. The authors' afl_dw.json is CIFAR-10's
+    (B = 1, η_g = 0.1, the method's defaults); other tasks take FedRevive's values."""
+    return {k: v for k, v in fedrevive.items() if k in ("buffer_size", "server_lr", "beta")}

@@ -8,33 +8,12 @@ from asyncfl_bench.contract.task import TaskExtras
 from asyncfl_bench.config.settings import resolve
 from asyncfl_bench.errors import UserError
 from asyncfl_bench.simulation.run import RunOptions, execute
-from asyncfl_bench.contract.method import ClientUpdate
 from asyncfl_bench.methods.fedrevive import FedRevive
-from asyncfl_bench.training.flat import Layout
 from asyncfl_bench.config.registry import get_method, methods
-from asyncfl_bench.tasks.models import SmallCNN
 
-from conftest import tiny_config, make_context
+from conftest import tiny_config
+from fedrevive_setup import arrive, make
 
-SMALL = dict(nz=8, ngf=4, synth_batch=8, kd_batch=4, kd_steps=2, teachers=3, pool_size=64, aug_pad=1,
-             aug_flip=False, proxy_probes=8)
-
-
-def make(**hp):
-    torch.manual_seed(0)
-    build = lambda: SmallCNN(1, 8, 10, width=4, hidden=8)
-    model = build()
-    layout = Layout.of(model)
-    ctx = make_context(build, num_clients=4, concurrency=2, num_classes=10, extras={"input_shape": (1, 8, 8)})
-    return FedRevive(ctx, layout.flatten(model).clone(), **{**SMALL, **hp})
-
-
-def arrive(m, client, delta, tau, stats=None):
-    base = m.params.clone()
-    m.receive(ClientUpdate(client=client, job=0, base_version=m.version - tau, staleness=tau, base=base,
-                           params=base + delta, num_samples=1, arrival_time=0.0,
-                           payload={"stats": stats or [], "steps": 0}))
-    return base
 
 
 def test_hybrid_update_mixes_raw_and_distilled_deltas_by_beta():
@@ -42,8 +21,8 @@ def test_hybrid_update_mixes_raw_and_distilled_deltas_by_beta():
     kd = torch.full_like(m.params, 0.01)
     m._distilled_delta = lambda: kd
     delta = torch.full_like(m.params, 0.1)
-    for tau, beta in [(0, 0.0), (4, 0.5), (8, 1.0)]:
-        base = arrive(m, tau, delta, tau)
+    for client, (tau, beta) in enumerate([(0, 0.0), (4, 0.5), (8, 1.0)]):
+        base = arrive(m, client, delta, tau)
         expected = base + 0.5 * ((1 - beta) * delta + beta * kd)
         assert torch.allclose(m.params, expected, atol=1e-6), tau
     assert m.metrics()["revived_updates"] == 2                 # β(0) = 0: no distillation
@@ -75,10 +54,10 @@ def test_warmup_synthesises_only_then_distils_every_arrival_with_synthesis_every
 
 
 def test_teacher_buffer_and_proxies_come_from_uploads():
-    m = make(freeze_versions=100, teachers=3)
+    m = make(freeze_versions=100, teachers=3, class_proportions="probe")
     stats = [(torch.zeros(4), torch.ones(4)), (torch.zeros(8), torch.ones(8))]
     for c in range(5):
-        arrive(m, c % 4, torch.zeros_like(m.params), 0, stats)
+        arrive(m, c % 4, torch.zeros_like(m.params), 0, stats=stats)
     assert [t.client for t in m.teachers] == [0, 3, 2]
     assert all(len(t.stats) == 2 for t in m.teachers)
     assert m.proxy.counts == {0: 2, 1: 1, 2: 1, 3: 1}            # client 0 probed twice

@@ -31,6 +31,10 @@ class ClientUpdate:
     arrival_time: float
     payload: Any = None      # what ``Method.payload`` shipped with the model
     ends_round: bool = False  # synchronous schedules: the last arrival of its round
+    # per-class sample counts of the client's training data (num_classes,), or None. It
+    # reveals the client's label histogram to the server: only a method that declares it
+    # reads it (FedRevive's class_proportions=histogram, as in the authors' code)
+    label_counts: torch.Tensor | None = None
 
     @property
     def delta(self) -> torch.Tensor:

@@ -92,6 +92,9 @@ class Simulator:
         self.log = RunLog()
         self._segment_start: float | None = None   # wall clock when this process's run() began
         self._dispatches = schedule.dispatches()
+        # each client's label histogram, sent with its updates (ClientUpdate.label_counts)
+        self.label_counts = [torch.bincount(data.y_train[idx].long().cpu(), minlength=data.num_classes)
+                             for idx in data.clients]
 
     # -- bookkeeping ---------------------------------------------------------
     def _dispatch(self, job: int) -> None:
@@ -173,7 +176,8 @@ class Simulator:
             m.receive(ClientUpdate(client=client, job=i, base_version=version, staleness=staleness,
                                    base=self.live[version][0], params=params,
                                    num_samples=len(self.data.clients[client]), arrival_time=now, payload=payload,
-                                   ends_round=s.round_end is not None and bool(s.round_end[i])))
+                                   ends_round=s.round_end is not None and bool(s.round_end[i]),
+                                   label_counts=self.label_counts[client]))
             t2 = time.perf_counter()
             measure_step(log.step, before, m.params, self.live[version][0], params)
             log.seconds["train"] += t1 - t0

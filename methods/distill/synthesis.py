@@ -136,12 +136,17 @@ def reptile_step(meta_opt: torch.optim.Optimizer, slow: list[torch.Tensor], fast
 
 class GeneratorSource:
     """Images from FedRevive's meta-learned generator: per synthesis a fast copy of the
-    generator (lr_g), fresh noise z and class embeddings e (lr_z)."""
+    generator (lr_g), fresh noise z and class embeddings e (lr_z).
+
+    ``input_mean``/``input_std``: the per-channel standardisation the classifier applies
+    to its raw inputs (the task's ``extras.mean``/``std``; None: none), so that noise
+    probes can be drawn in the classifier's normalised input space."""
 
     def __init__(self, generator: nn.Module, num_classes: int, rng: torch.Generator, *, lr_g: float = 3e-3,
-                 lr_z: float = 1e-3, emb_weight: float = 0.2):
+                 lr_z: float = 1e-3, emb_weight: float = 0.2, input_mean=None, input_std=None):
         self.generator, self.num_classes, self.rng = generator, num_classes, rng
         self.lr_g, self.lr_z, self.emb_weight = lr_g, lr_z, emb_weight
+        self.input_mean, self.input_std = input_mean, input_std
         # eps 1e-8 (the reference uses 0): a parameter the inner steps leave unchanged would give 0/0
         self.meta_opt = torch.optim.Adam(generator.parameters(), lr=lr_g, betas=(0.5, 0.999), eps=1e-8)
         self.fast: nn.Module | None = None
@@ -160,9 +165,19 @@ class GeneratorSource:
         self.fast = None
 
     def probe_inputs(self, n: int) -> torch.Tensor:
-        """N(0, I) images for the proxy class proportions."""
+        """Raw images x = mean + std·ε, ε ~ N(0, I), for the proxy class proportions: the
+        classifier's standardisation (x − mean)/std turns them back into ε, so the probes
+        are N(0, I) where the model computes, as the reference feeds N(0, 1) to a model
+        without input scaling (NVIDIA/NVFlare research/fedrevive dfkd.py
+        ``ClassProportionProxyEstimator``). Without a standardisation, x = ε."""
         device = next(self.generator.parameters()).device
-        return torch.randn(n, *self.generator.input_shape, generator=self.rng).to(device)
+        eps = torch.randn(n, *self.generator.input_shape, generator=self.rng)
+        if self.input_mean is None or self.input_std is None:
+            return eps.to(device)
+        shape = (1, -1) + (1,) * (eps.dim() - 2)   # per channel
+        mean = torch.as_tensor(self.input_mean, dtype=eps.dtype).view(shape)
+        std = torch.as_tensor(self.input_std, dtype=eps.dtype).view(shape)
+        return (mean + std * eps).to(device)
 
     def state(self) -> dict:
         return {"generator": self.generator.state_dict(), "meta_opt": self.meta_opt.state_dict()}

@@ -1,10 +1,12 @@
 """Teachers for multi-teacher distillation: a bounded buffer of recent client
-models, each with proxy class proportions q_k, and the per-class weights w_k(y).
+models, each with class proportions q_k, and the per-class weights w_k(y).
 
-FedRevive (arXiv 2511.00655): the server never sees labels. It estimates a
-client's class proportions by probing the client's uploaded model with Gaussian
-noise, q = mean softmax(f(noise)/T), averaged over the client's first two uploads
-and then frozen; w_k(y) = q_k(y) / Σ_j q_j(y) tells how much teacher k knows class y.
+FedRevive (arXiv 2511.00655) takes q_k from one of two sources: the client's true
+label histogram, normalised (the authors' code: ``client.class_proportions``, read by
+``perform_dfkd_with_buffer``), or, in the paper's label-private variant, an estimate
+from probing the client's uploaded model with Gaussian noise, q = mean softmax(f(noise)/T),
+averaged over the client's first two uploads and then frozen. w_k(y) = q_k(y) / Σ_j q_j(y)
+tells how much teacher k knows class y.
 """
 from __future__ import annotations
 
@@ -27,6 +29,17 @@ def probe_class_proportions(model: nn.Module, noise: torch.Tensor, temperature: 
     q = F.softmax(logits.float() / temperature, dim=1).mean(0)
     model.train(was_training)
     return q / q.sum().clamp_min(1e-12)
+
+
+def histogram_proportions(counts: torch.Tensor) -> torch.Tensor:
+    """A client's label counts as proportions: counts / Σ counts (float32)."""
+    counts = counts.detach().float().cpu()
+    return counts / counts.sum().clamp_min(1.0)
+
+
+def total_variation(p: torch.Tensor, q: torch.Tensor) -> float:
+    """½ Σ_y |p(y) − q(y)|, in [0, 1] for two distributions."""
+    return 0.5 * float((p.float() - q.float()).abs().sum())
 
 
 class ProxyEstimator:

@@ -5,20 +5,46 @@
 
 On each arrival (client i, staleness τ):
 1. its model x_i joins the teacher buffer (the c most recent client models), with
-   proxy class proportions q_i: softmax(f(noise)/0.8) averaged over 64 Gaussian
-   probes of the client's first two uploads, then frozen;
-2. if β(τ) > 0 and version ≥ ``freeze_versions``: every T_gen versions the
-   meta-learned generator synthesises a batch into the pool (``distill.synthesis``);
-   after ``warmup_versions`` the student x_S, started at x_t, is distilled from the
-   teachers on the pool (``distill.kd``) and Δ^KD = x_S − x_t (Δ^KD = 0 before);
+   class proportions q_i (``class_proportions``):
+   * ``histogram`` (default, the authors' code path): the client's true label counts,
+     normalised. They travel with the update (``ClientUpdate.label_counts``), so the
+     server learns every client's label histogram: this mode is not label-private;
+   * ``probe`` (the paper's privacy-preserving estimate): softmax(f(ε)/0.8) averaged
+     over 64 probes ε ~ N(0, I) drawn in the model's normalised input space (raw
+     x = mean + std·ε, with the task's ``extras.mean``/``std``, so the model's
+     standardisation sees ε), on the client's first two uploads, then frozen;
+2. if β(τ) > 0 and version ≥ ``freeze_versions``: the meta-learned generator
+   synthesises a batch into the pool (``distill.synthesis``) on every such arrival
+   (``synth_every`` = 1, the authors' code; n > 1: at most once every n versions, the
+   paper's T_gen); after ``warmup_versions`` the student x_S, started at x_t, is
+   distilled from the teachers on the pool (``distill.kd``) and Δ^KD = x_S − x_t
+   (Δ^KD = 0 before). L_adv joins the synthesis loss from the ``warmup_versions``-th
+   synthesis on (the authors' ``FastMetaSynthesizer``: ``ep_start`` =
+   ``dfkd_settings.warmup_rounds``, ``self.ep >= self.ep_start`` with ``ep`` counting
+   syntheses), i.e. later than the KD gate, since syntheses begin at the freeze gate;
 3. hybrid update u_i = (1 − β(τ))·Δ_i + β(τ)·Δ^KD, with
    β(τ) = 1 − ½(1 + cos(π τ / (2 s_max))) for τ ≤ 2 s_max, else 1;
 4. buffered aggregation x ← x + η_g · mean(u) every B arrivals (B = 1, η_g = 0.1;
    ``aggregation.BufferedMethod``).
 
+``distillation=False`` turns steps 1–2 off and takes AFL-DW's update u_i = (1 − β(τ))·Δ_i
+on every arrival, with no freeze gate (``fedrevive/afl_dw.py``, the authors' control).
+
+Diagnostics (``metrics()["diagnostics"]``, one flat dict):
+* ``kd_to_raw_norm_ratio``: mean over distilled arrivals with β < 1 of
+  ‖β·Δ^KD‖ / ‖(1 − β)·Δ_i‖, how much of the arrival's step the revival is;
+* ``kd_to_delta_norm_ratio``: mean over distilled arrivals of ‖Δ^KD‖ / ‖Δ_i‖, the size
+  of the distilled update against the client's (≈ 13 % in the authors' CIFAR-10 setting
+  by Adam's steps × lr bound);
+* ``mean_beta``: mean β(τ) over every arrival;
+* ``distilled_share``: share of arrivals whose Δ^KD came from a distillation;
+* ``q_tv_distance``: mean over arrivals of ½·Σ_y |q_i(y) − h_i(y)|, the total-variation
+  distance between the q used for the arriving client and its true normalised label
+  histogram h_i (0 with ``histogram``; absent when no histogram travels).
+
 Defaults are the reference CIFAR-10 configuration; the task presets hold the
-reference's per-dataset changes (``tasks/presets.py``: FEMNIST lr_g 1e-2, lr_z 3e-3,
-w_bn 0.3, gates 400/500, η_g 0.05; text lr_z 0.1, w_bn 1e-4). ``beta`` takes any ``asyncfl_bench.beta`` schedule for
+reference's per-dataset changes (``tasks/presets.py``, ``FEDREVIVE``, each value with
+its config file and key). ``beta`` takes any ``asyncfl_bench.beta`` schedule for
 ablations (``fixed:0.5``, ``linear:gamma=…``, ``exponential:lam=…``, ``step:base=…``).
 
 Step size, audited against the reference code (NVIDIA/NVFlare ``research/fedrevive``):
@@ -32,14 +58,15 @@ Step size, audited against the reference code (NVIDIA/NVFlare ``research/fedrevi
   the generator's and latents' Adam rates: they shape Δ^KD, which then gets the same
   η_g·β(τ). Taken over unchanged (reference README, CIFAR-10 table).
 * Presets: FEMNIST (small, paper, ci) η_g = 0.05 from the authors' FEMNIST config
-  (``tasks/presets.py``); other tasks keep 0.1 and B = 1. The ci presets shrink
+  (``tasks/presets.py``); other tasks keep 0.1 and B = 1. The paper presets' FedBuff
+  baselines are the authors' per task (``presets.FEDBUFF_PAPER``). The ci presets shrink
   s_max from 75 to 8 so that τ/s_max, which sets β(τ) and with it the share
   η_g·(1 − β(τ)) of Δ_i that reaches the model, stays near the reference's
   (τ ≈ 100 in flight against 75 there, ≈ 10 against 8 here).
-* Departure in the paper preset: its local Adam lr is 1e-3 (``tasks/presets.py``),
-  the reference's is 3e-4 (README: "Client learning rate 3×10⁻⁴"). Client deltas are
-  then larger than the authors' while Δ^KD (kd_lr, K_KD) is not: Δ^KD/Δ falls from
-  about (10·1e-4)/(25·3e-4) ≈ 13 % to about 4 %.
+* Local lr in the paper presets: CIFAR-10 3e-4 as the reference (README: "Client
+  learning rate 3×10⁻⁴"; ``tasks/cifar.py``), so Δ^KD/Δ ≈ (10·1e-4)/(25·3e-4) ≈ 13 %
+  as there; the other tasks keep the assumed 1e-3 (``tasks/presets.py``), 20NG's
+  value in the authors' config (KD 10 × 3e-4 against 25 × 1e-3, ≈ 12 %).
 
 Feature statistics: the reference replaces BatchNorm by trackers of per-channel
 conv-output mean/variance, updated with momentum 0.1 during local training. Here a
@@ -61,16 +88,18 @@ import time
 
 import torch
 
-from asyncfl_bench.methods.fedrevive.beta import make_beta
 from asyncfl_bench.errors import UserError
 from asyncfl_bench.contract.method import ClientUpdate
-from asyncfl_bench.methods.aggregation import BufferedMethod
+from asyncfl_bench.methods.fedrevive.afl_dw import AFLDW
 from asyncfl_bench.methods.distill.feature_stats import record_running_stats
 from asyncfl_bench.methods.distill.generator import ImageGenerator
 from asyncfl_bench.methods.distill.kd import distill
 from asyncfl_bench.methods.distill.synthesis import GeneratorSource, SyntheticPool, Synthesiser
 from asyncfl_bench.methods.distill.text_synthesis import SnippetSource, text_forward
-from asyncfl_bench.methods.distill.teachers import (ProxyEstimator, Teacher, TeacherBuffer, probe_class_proportions)
+from asyncfl_bench.methods.distill.teachers import (ProxyEstimator, Teacher, TeacherBuffer, histogram_proportions,
+                                                    probe_class_proportions, total_variation)
+
+CLASS_PROPORTIONS = ("histogram", "probe")
 
 
 def input_shape(ctx) -> tuple[int, ...]:
@@ -91,39 +120,46 @@ def frozen_models(ctx, n: int, seed: int) -> list[torch.nn.Module]:
     return models
 
 
-class FedRevive(BufferedMethod):
+class FedRevive(AFLDW):
+    """AFL-DW's aggregation (``fedrevive/afl_dw.py``) plus the revival of stale updates."""
     name = "fedrevive"
     source = "FedRevive, arXiv 2511.00655 (2025)"
+    # the reference CIFAR-10 values (NVIDIA/NVFlare research/fedrevive: fedrevive.py
+    # FIGURE_2_METHOD_CONFIGS, dfkd.py DFKDConfig; the authors' dfkd_settings keys alongside)
     defaults = {
-        "buffer_size": 1,              # B
-        "server_lr": 0.1,              # η_g
-        "beta": "cosine:s_max=75",     # β(τ), see asyncfl_bench.beta
-        "teachers": 8,                 # c, most recent client models
-        "freeze_versions": 50,         # no synthesis or distillation before this version
-        "warmup_versions": 100,        # synthesis only (Δ^KD = 0, no L_adv) until this version
+        "buffer_size": 1,              # B: FIGURE_2_METHOD_CONFIGS[FEDREVIVE].buffer_size
+        "server_lr": 0.1,              # η_g: FIGURE_2_METHOD_CONFIGS[FEDREVIVE].server_lr
+        "beta": "cosine:s_max=75",     # β(τ): cosine_staleness_beta(staleness, 75)
+        "distillation": True,          # False: AFL-DW's (1 − β)·Δ (the authors' async_downweighting)
+        "class_proportions": "histogram",  # q_k: histogram (authors' client.class_proportions) | probe
+        "teachers": 8,                 # c: DFKDConfig.teacher_buffer_size
+        "freeze_versions": 50,         # no synthesis or distillation before: DFKDConfig.freeze_versions
+        # Δ^KD = 0 until this version (DFKDConfig.warmup_versions, dfkd_settings.warmup_rounds);
+        # L_adv from this many syntheses on (FastMetaSynthesizer ep_start = warmup_rounds)
+        "warmup_versions": 100,
         "synth_every": 10,             # T_gen, versions between syntheses
-        "synth_steps": 2,              # K_synth
-        "synth_batch": 64,
-        "pool_size": 16000,
-        "lr_g": 3e-3,
-        "lr_z": 1e-3,
-        "nz": 256,
-        "ngf": 128,
-        "emb_weight": 0.2,             # weight of the class embedding added to z
-        "w_bn": 0.003,                 # CIFAR-10; 3e-4 CIFAR-100, 0.3 FEMNIST, 1e-4 text
-        "w_ce": 1.0,
-        "w_adv": 0.1,
-        "kd_steps": 10,                # K_KD
-        "kd_batch": 32,                # per teacher
-        "kd_lr": 1e-4,
-        "kd_weight_decay": 1e-5,
-        "temperature": 1.0,
-        "proxy_probes": 64,
-        "proxy_uploads": 2,
-        "proxy_temperature": 0.8,
-        "stats_momentum": 0.1,
-        "aug_pad": 4,                  # random crop with this padding
-        "aug_flip": True,
+        "synth_steps": 2,              # K_synth: DFKDConfig.generator_steps (dfkd_settings.g_steps)
+        "synth_batch": 64,             # DFKDConfig.synth_batch_size (dfkd_settings.synth_batch_size)
+        "pool_size": 16000,            # DFKDConfig.max_images (dfkd_settings.max_images)
+        "lr_g": 3e-3,                  # DFKDConfig.generator_lr (dfkd_settings.lr_g)
+        "lr_z": 1e-3,                  # DFKDConfig.latent_lr (dfkd_settings.lr_z)
+        "nz": 256,                     # DFKDConfig.latent_size (dfkd_settings.nz)
+        "ngf": 128,                    # DFKDConfig.generator_features
+        "emb_weight": 0.2,             # class embedding added to z: DFKDConfig.class_embedding_weight
+        "w_bn": 0.003,                 # DFKDConfig.feature_weight (dfkd_settings.bn); per task: presets.FEDREVIVE
+        "w_ce": 1.0,                   # DFKDConfig.one_hot_weight (dfkd_settings.oh)
+        "w_adv": 0.1,                  # DFKDConfig.adversarial_weight (dfkd_settings.adv)
+        "kd_steps": 10,                # K_KD: DFKDConfig.kd_iterations (dfkd_settings.kd_nb_of_iters)
+        "kd_batch": 32,                # per teacher: DFKDConfig.kd_batch_size (dfkd_settings.kd_batch_size)
+        "kd_lr": 1e-4,                 # DFKDConfig.kd_lr (dfkd_settings.lr); per task: presets.FEDREVIVE
+        "kd_weight_decay": 1e-5,       # DFKDReviver.revive: Adam(weight_decay=1e-5)
+        "temperature": 1.0,            # DFKDConfig.temperature (dfkd_settings.T)
+        "proxy_probes": 64,            # probe mode: DFKDConfig.proxy_batch_size
+        "proxy_uploads": 2,            # probe mode: DFKDConfig.proxy_num_uploads
+        "proxy_temperature": 0.8,      # probe mode: DFKDConfig.proxy_temperature
+        "stats_momentum": 0.1,         # feature trackers' momentum (reference model.StatTracker)
+        "aug_pad": 4,                  # random crop with this padding: dfkd.py K.RandomCrop(padding=4)
+        "aug_flip": True,              # dfkd.py K.RandomHorizontalFlip
         # text tasks only
         "corpus": "auto",              # LM corpus folder, or the newest for the task
         "prompt_vectors": 4,           # P, meta-learned prompt vectors
@@ -139,7 +175,9 @@ class FedRevive(BufferedMethod):
                     "kd_steps", "kd_batch", "proxy_probes", "proxy_uploads"):
             if getattr(hp, key) < 1:
                 raise UserError(f"fedrevive.{key} must be ≥ 1, got {getattr(hp, key)}")
-        self.beta = make_beta(hp.beta)
+        if hp.class_proportions not in CLASS_PROPORTIONS:
+            raise UserError(f"fedrevive.class_proportions '{hp.class_proportions}' unknown; valid: "
+                            f"{', '.join(CLASS_PROPORTIONS)}")
         self.rng = torch.Generator().manual_seed(int(ctx.seed) * 1_000_003 + 0xFED)
         self.teachers = TeacherBuffer(hp.teachers)
         self.proxy = ProxyEstimator(hp.proxy_uploads)
@@ -156,13 +194,15 @@ class FedRevive(BufferedMethod):
                 torch.manual_seed(ctx.seed)
                 generator = ImageGenerator(input_shape(ctx), hp.nz, hp.ngf).to(ctx.device)
             self.synthesis_source = GeneratorSource(generator, ctx.num_classes, self.rng, lr_g=hp.lr_g,
-                                                    lr_z=hp.lr_z, emb_weight=hp.emb_weight)
+                                                    lr_z=hp.lr_z, emb_weight=hp.emb_weight,
+                                                    input_mean=ctx.extras.mean, input_std=ctx.extras.std)
             self.synth = Synthesiser(self.synthesis_source, self.pool, self.rng, steps=hp.synth_steps,
                                      batch=hp.synth_batch, w_bn=hp.w_bn, w_ce=hp.w_ce, w_adv=hp.w_adv,
                                      aug_pad=hp.aug_pad, aug_flip=hp.aug_flip)
         self.last_synth: int | None = None
         self.log = {"probe_seconds": 0.0, "distill_seconds": 0.0, "distillations": 0, "revivals": 0,
-                    "beta_sum": 0.0, "arrivals": 0, "kd_loss_last": None}
+                    "kd_loss_last": None, "ratio_sum": 0.0, "ratio_count": 0, "size_sum": 0.0, "size_count": 0,
+                    "tv_sum": 0.0, "tv_count": 0}
 
     def _snippet_source(self) -> SnippetSource:
         """The text source: the task's LM corpus, tokenised as the task tokenises."""
@@ -193,10 +233,12 @@ class FedRevive(BufferedMethod):
                              steps=hp.synth_steps, device=ctx.device)
 
     # -- client side: record feature statistics while training ----------------
-    def payload(self, client: int) -> dict:
-        return {"stats": [], "steps": 0}
+    def payload(self, client: int) -> dict | None:
+        return {"stats": [], "steps": 0} if self.hp.distillation else None
 
     def client_regularizer(self, payload):
+        if not self.hp.distillation:   # no teachers: clients train as AFL-DW's do
+            return None
         momentum = self.hp.stats_momentum
 
         def record(model, x, y, logits):
@@ -206,6 +248,12 @@ class FedRevive(BufferedMethod):
 
     # -- server side -------------------------------------------------------------
     def _proxy(self, update: ClientUpdate) -> torch.Tensor:
+        """q for the arriving client: its label histogram, or the probe estimate."""
+        if self.hp.class_proportions == "histogram":
+            if update.label_counts is None:
+                raise UserError("fedrevive.class_proportions=histogram needs the client's label counts with its "
+                                "update (ClientUpdate.label_counts); fix: --set fedrevive.class_proportions=probe")
+            return histogram_proportions(update.label_counts).to(self.ctx.device)
         c = update.client
         if self.proxy.needs_probe(c):
             t0 = time.perf_counter()
@@ -230,7 +278,11 @@ class FedRevive(BufferedMethod):
     def observe(self, update: ClientUpdate) -> None:
         """Add the arriving model to the teacher buffer, with its feature statistics and q."""
         stats = (update.payload or {}).get("stats") or []
-        self.teachers.add(Teacher(update.client, update.params, list(stats), self._proxy(update)))
+        q = self._proxy(update)
+        self.teachers.add(Teacher(update.client, update.params, list(stats), q))
+        if update.label_counts is not None:
+            self.log["tv_sum"] += total_variation(q.cpu(), histogram_proportions(update.label_counts))
+            self.log["tv_count"] += 1
 
     def synthesize(self, student_params: torch.Tensor, adversarial: bool) -> None:
         """One synthesis from the current teachers into the pool (L_adv against the student)."""
@@ -240,7 +292,7 @@ class FedRevive(BufferedMethod):
         self.synth.synthesize(models, [t.stats for t in teachers], q, self.student, adversarial=adversarial)
 
     def _distilled_delta(self) -> torch.Tensor:
-        """Δ^KD = x_S − x_t, with synthesis every T_gen versions."""
+        """Δ^KD = x_S − x_t, after a synthesis on this arrival when one is due."""
         hp, layout = self.hp, self.ctx.layout
         if self.last_synth is None or self.version - self.last_synth >= hp.synth_every:
             self.synthesize(self.params, adversarial=self.version >= hp.warmup_versions)
@@ -261,26 +313,50 @@ class FedRevive(BufferedMethod):
         return layout.flatten(self.student) - self.params
 
     def receive(self, update: ClientUpdate) -> None:
-        self.observe(update)
+        if self.hp.distillation:
+            self.observe(update)
         super().receive(update)
 
     def contribution(self, update: ClientUpdate) -> torch.Tensor:
-        """Step 3's hybrid update u_i (the raw Δ_i while β(τ) = 0 or before the freeze gate)."""
+        """Step 3's hybrid update u_i (the raw Δ_i while β(τ) = 0 or before the freeze gate);
+        AFL-DW's (1 − β)·Δ_i with ``distillation=False``."""
+        if not self.hp.distillation:
+            return super().contribution(update)
         beta = self.beta(update.staleness)
+        self.beta_log["beta_sum"] += beta
+        self.beta_log["arrivals"] += 1
         u = update.delta
         if beta > 0 and self.version >= self.hp.freeze_versions:
-            u = (1 - beta) * u + beta * self._distilled_delta()
+            before = self.log["distillations"]
+            kd = self._distilled_delta()
+            delta_norm = float(torch.linalg.vector_norm(u))
+            if self.log["distillations"] > before and delta_norm > 0:
+                kd_norm = float(torch.linalg.vector_norm(kd))
+                self.log["size_sum"] += kd_norm / delta_norm
+                self.log["size_count"] += 1
+                if beta < 1:
+                    self.log["ratio_sum"] += beta * kd_norm / ((1 - beta) * delta_norm)
+                    self.log["ratio_count"] += 1
+            u = (1 - beta) * u + beta * kd
             self.log["revivals"] += 1
-        self.log["beta_sum"] += beta
-        self.log["arrivals"] += 1
         return u
 
+    def diagnostics(self) -> dict:
+        """The revival's size and reach (module docstring); None where nothing was measured."""
+        log, arrivals = self.log, self.beta_log["arrivals"]
+        return {"kd_to_raw_norm_ratio": log["ratio_sum"] / log["ratio_count"] if log["ratio_count"] else None,
+                "kd_to_delta_norm_ratio": log["size_sum"] / log["size_count"] if log["size_count"] else None,
+                "mean_beta": self.beta_log["beta_sum"] / arrivals if arrivals else None,
+                "distilled_share": log["distillations"] / arrivals if arrivals else None,
+                "q_tv_distance": log["tv_sum"] / log["tv_count"] if log["tv_count"] else None}
+
     def metrics(self) -> dict:
-        n = max(self.log["arrivals"], 1)
+        n = max(self.beta_log["arrivals"], 1)
         return {"synthesis_seconds": self.synth.seconds, "syntheses": self.synth.count,
                 "distill_seconds": self.log["distill_seconds"], "distillations": self.log["distillations"],
                 "probe_seconds": self.log["probe_seconds"], "revived_updates": self.log["revivals"],
-                "mean_beta": self.log["beta_sum"] / n, "pool_size": len(self.pool), **self.corpus}
+                "mean_beta": self.beta_log["beta_sum"] / n, "pool_size": len(self.pool), **self.corpus,
+                "diagnostics": self.diagnostics()}
 
     def server_state(self) -> dict:
         return {**super().server_state(), "teachers": self.teachers.state(),
