@@ -35,12 +35,12 @@ import torch
 from asyncfl_bench.config.settings import resolve
 from asyncfl_bench.methods.dc_asgd import DCASGD, compensate
 from asyncfl_bench.methods.gi_switch import GISwitch
-from asyncfl_bench.methods.inversion import Recovered, invert, relative_l1
-from asyncfl_bench.methods.local_emulation import LocalEmulator, effective_lr, unroll_schedule
+from asyncfl_bench.methods.gi_switch.emulation import LocalEmulator
+from asyncfl_bench.methods.gi_switch.inversion import Recovered, invert, relative_l1
 from asyncfl_bench.training.flat import Layout
 from asyncfl_bench.config.registry import get_method, methods
 from asyncfl_bench.tasks.digits import Digits
-from asyncfl_bench.training.local import LocalTrainer, job_seed
+from asyncfl_bench.training.local import LocalTrainer, effective_lr, job_seed
 
 ESTIMATORS = ("stale", "dc-asgd-c", "dc-asgd-a", "gi")
 # stale and DC-ASGD nearly coincide: stale drawn dashed on top so neither hides the other
@@ -101,7 +101,7 @@ def main(argv=None) -> None:
     T = args.warmup + max(taus)
     xs, ms_hat = trajectory(trainer, data, layout.flatten(model).clone(), T, args.buffer, args.seed, local, dc)
     x_now = xs[T]
-    emulator = LocalEmulator(build(), layout)
+    emulator = LocalEmulator(build(), layout, local)
     sizes = np.array([len(c) for c in data.clients])
     probes = np.argsort(-sizes, kind="stable")[:args.clients]
     rows = []
@@ -110,7 +110,6 @@ def main(argv=None) -> None:
         idx = data.clients[c]
         n, seed = len(idx), job_seed(args.seed, c, 10_000)   # one batch order for stale and fresh
         eta = effective_lr(local, n)
-        steps, unroll_lr = unroll_schedule(local, n, gi["unroll_steps"])
         fresh_p, _ = trainer.train(x_now, data.x_train[idx], data.y_train[idx], seed)
         fresh = fresh_p - x_now
         for tau in taus:
@@ -122,9 +121,9 @@ def main(argv=None) -> None:
             init = Recovered.random(min(args.rec_max, max(1, round(gi["rec_fraction"] * n))),
                                     tuple(data.x_train.shape[1:]), data.num_classes, gen, std=gi["init_std"])
             t1 = time.perf_counter()
-            rec, losses = invert(emulator, base, emulator.trainable(stale), init, args.iterations,
-                                 gi["gi_lr"], steps, unroll_lr, gi["signed"])
-            gi_est = emulator.delta(x_now, rec.x, rec.label_logits, steps, unroll_lr)
+            rec, losses = invert(emulator, base, emulator.trainable(stale), init, n, seed, args.iterations,
+                                 gi["gi_lr"], gi["signed"])
+            gi_est = emulator.delta(x_now, rec.x, rec.label_logits, n, rec.seed)
             gi_seconds = time.perf_counter() - t1
             est = {"stale": stale, "dc-asgd-c": compensate(stale, base, x_now, dc["lam"], eta),
                    "dc-asgd-a": compensate(stale, base, x_now, lam_a, eta), "gi": gi_est}

@@ -20,7 +20,7 @@ x_t and aggregated FedAsync- or FedBuff-style (``aggregation``, see
 ``aggregation.CorrectedDeltaMethod``). Choices the paper leaves open, made here:
 
 * η_eff is the client's whole local run: K local steps of size η_l/(1 − μ)
-  (``local_emulation.effective_lr``); a single local step gives η_eff = η_l;
+  (``training.local.effective_lr``); a single local step gives η_eff = η_l;
 * MS starts at zero and is bias-corrected like Adam's second moment
   (MS / (1 − m^k) after k arrivals), so the first arrivals are not
   over-compensated by a near-zero MS; ε = 1e-7 (MXNet's default);
@@ -52,7 +52,7 @@ import torch
 from asyncfl_bench.errors import UserError
 from asyncfl_bench.contract.method import ClientUpdate
 from asyncfl_bench.methods.aggregation import CorrectedDeltaMethod
-from asyncfl_bench.methods.local_emulation import effective_lr
+from asyncfl_bench.training.local import effective_lr
 
 
 def compensate(delta: torch.Tensor, base: torch.Tensor, now: torch.Tensor, lam, eta: float) -> torch.Tensor:

@@ -18,6 +18,16 @@ def tiny_config(method: str, seed: int = 0, **overrides) -> dict:
     return resolve(Digits(), "ci", get_method(method), seed, "cpu", over, list(methods()))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for the module, restored after it: tiny models run fastest on one
+    intra-op thread and do not slow down on a loaded machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture
 def digits():
     return Digits()

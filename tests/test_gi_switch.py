@@ -6,8 +6,8 @@ import torch
 from asyncfl_bench.errors import UserError
 from asyncfl_bench.contract.method import ClientUpdate
 from asyncfl_bench.methods.gi_switch import GISwitch, SwitchRule
-from asyncfl_bench.methods.inversion import Recovered, invert, relative_l1
-from asyncfl_bench.methods.local_emulation import LocalEmulator, effective_lr
+from asyncfl_bench.methods.gi_switch.emulation import LocalEmulator
+from asyncfl_bench.methods.gi_switch.inversion import Recovered, invert, relative_l1
 from asyncfl_bench.training.flat import Layout
 from asyncfl_bench.tasks.models import MLP
 from asyncfl_bench.training.local import LocalTrainer
@@ -18,13 +18,8 @@ LOCAL = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.0, "weight_decay": 0.0,
 build = lambda: MLP(6, 3, hidden=8)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny double-backward graphs: threads only add overhead."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# tiny double-backward graphs: threads only add overhead
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +37,8 @@ def client():
     return dict(layout=layout, x0=x0, p1=p1, x1=x1, p2=p2, x=x, y=y, trainer=trainer)
 
 
-def _invert(c, emulator, base, params, init, iterations=150, tol=None):
-    return invert(emulator, base, emulator.trainable(params - base), init, iterations, 0.1, 1,
-                  effective_lr(LOCAL, 16), tol=tol)
+def _invert(c, emulator, base, params, init, seed, iterations=150, tol=None):
+    return invert(emulator, base, emulator.trainable(params - base), init, 16, seed, iterations, 0.1, tol=tol)
 
 
 def _cold(seed):
@@ -52,25 +46,25 @@ def _cold(seed):
 
 
 def test_inversion_loss_falls_and_warm_start_needs_fewer_iterations(client):
-    em = LocalEmulator(build(), client["layout"])
-    first, losses = _invert(client, em, client["x0"], client["p1"], _cold(3))
+    em = LocalEmulator(build(), client["layout"], LOCAL)
+    first, losses = _invert(client, em, client["x0"], client["p1"], _cold(3), seed=1)
     assert min(losses[-10:]) < 0.35 * losses[0]                   # falls over iterations
     assert np.mean(losses[100:]) < np.mean(losses[:50])
     # the same client's next update, from a newer base: cold vs warm from its previous D_rec
-    _, cold = _invert(client, em, client["x1"], client["p2"], _cold(4))
+    _, cold = _invert(client, em, client["x1"], client["p2"], _cold(4), seed=2)
     goal = min(cold)
-    _, warm = _invert(client, em, client["x1"], client["p2"], first, tol=goal)
+    _, warm = _invert(client, em, client["x1"], client["p2"], first, seed=2, tol=goal)
     assert warm[-1] <= goal
     reach_cold, reach_warm = int(np.argmax(np.array(cold) <= goal)), len(warm) - 1
     assert reach_warm < 0.5 * reach_cold, (reach_warm, reach_cold)
 
 
 def test_emulated_update_is_differentiable_in_the_data(client):
-    em = LocalEmulator(build(), client["layout"])
+    em = LocalEmulator(build(), client["layout"], LOCAL)
     rec = _cold(5)
     x = rec.x.clone().requires_grad_(True)
     y = rec.label_logits.clone().requires_grad_(True)
-    em.delta(client["x0"], x, y, 2, 0.1, create_graph=True).abs().sum().backward()
+    em.delta(client["x0"], x, y, 16, 0, create_graph=True).abs().sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0 and y.grad.abs().sum() > 0
 
 
@@ -110,15 +104,16 @@ def test_method_inverts_stale_updates_and_measures_e1_e2_on_the_next(client):
     m = _gi(layout)
     m.params, m.version = c["x1"].clone(), 7
     stale = ClientUpdate(client=0, job=0, base_version=0, staleness=7, base=c["x0"], params=c["p1"],
-                         num_samples=16, arrival_time=1.0)
+                         num_samples=16, arrival_time=1.0, job_seed=1)   # p1 trained under seed 1
     m.receive(stale)
     assert m.inversions == 1 and m.inversion_seconds > 0 and 0 in m.recovered
+    assert m.recovered[0].seed == 1                                    # fitted under the job's own seed
     assert not torch.allclose(m.params - c["x1"], c["p1"] - c["x0"])   # the estimate, not the stale delta
     # the same client's next update, from a base at or after the estimate's version
     base = m.params.clone()
     fresh_params, _ = c["trainer"].train(base, c["x"], c["y"], seed=9)
     fresh = ClientUpdate(client=0, job=1, base_version=8, staleness=0, base=base, params=fresh_params,
-                         num_samples=16, arrival_time=2.0)
+                         num_samples=16, arrival_time=2.0, job_seed=9)
     m.receive(fresh)
     (version, e1, e2), = m.rule.checks
     em = m.emulator

@@ -104,15 +104,6 @@ class _Killed(Exception):
     pass
 
 
-@pytest.fixture
-def one_thread():
-    # tiny models: one intra-op thread is the fastest and does not slow down under a loaded machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _execute(config, task, data, root, kill_after=None):
     """One process's worth of a run: stopped at ``kill_after`` arrivals (its checkpoint
     written, the next arrival lost), or run to the end keeping the final state."""

@@ -35,6 +35,9 @@ class ClientUpdate:
     # reveals the client's label histogram to the server: only a method that declares it
     # reads it (FedRevive's class_proportions=histogram, as in the authors' code)
     label_counts: torch.Tensor | None = None
+    # the seed the client's job trained under (its mini-batch order and augmentation
+    # draws): a method that replays the client's program on the server needs it (gi-switch)
+    job_seed: int = 0
 
     @property
     def delta(self) -> torch.Tensor:

@@ -177,7 +177,8 @@ class Simulator:
                                    base=self.live[version][0], params=params,
                                    num_samples=len(self.data.clients[client]), arrival_time=now, payload=payload,
                                    ends_round=s.round_end is not None and bool(s.round_end[i]),
-                                   label_counts=self.label_counts[client]))
+                                   label_counts=self.label_counts[client],
+                                   job_seed=job_seed(self.seed, client, int(s.job_index[i]))))
             t2 = time.perf_counter()
             measure_step(log.step, before, m.params, self.live[version][0], params)
             log.seconds["train"] += t1 - t0

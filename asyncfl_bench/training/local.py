@@ -38,6 +38,18 @@ def num_steps(n: int, local: dict) -> int:
     return max(1, int(local["epochs"] * math.ceil(n / local["batch_size"])))
 
 
+def effective_lr(local: dict, num_samples: int) -> float:
+    """η_eff with Δ ≈ −η_eff·ḡ for a client's whole local run: K = num_steps
+    steps of size η_l, and SGD momentum μ lengthens each step to η_l/(1−μ)
+    in steady state. For Adam the step is not proportional to the gradient;
+    η_l·K is then only the scale (DC-ASGD's pseudo-gradient step)."""
+    local = {**LOCAL_DEFAULTS, **local}
+    lr = float(local["lr"])
+    if local["optimizer"] == "sgd":
+        lr /= 1.0 - float(local["momentum"])
+    return lr * num_steps(num_samples, local)
+
+
 def make_optimizer(params, local: dict) -> torch.optim.Optimizer:
     # SGD: foreach, one multi-tensor kernel per update op instead of one per parameter, the
     # same arithmetic (bit-identical, tests/test_training.py). Adam: fused, the whole update

@@ -5,7 +5,7 @@ Intertwined Data and Device Heterogeneities" (arXiv:2309.13536), the inversion s
 
     D_rec = argmin_D  L1( LocalUpdate(x_{t−τ}; D) − x_{t−τ},  Δ_i )
 
-with LocalUpdate emulated by full-batch gradient steps (``LocalEmulator``).
+with LocalUpdate the client's own program replayed on D (``LocalEmulator``).
 D_rec holds free inputs and free label logits (soft labels = their softmax).
 
 Optimiser, as in the reference code (``inversefed`` FedAvgReconstructor with
@@ -25,15 +25,17 @@ from dataclasses import dataclass
 
 import torch
 
-from asyncfl_bench.methods.local_emulation import LocalEmulator
+from asyncfl_bench.methods.gi_switch.emulation import LocalEmulator
 
 
 @dataclass
 class Recovered:
-    """D_rec: inputs and the logits of its soft labels."""
+    """D_rec: inputs, the logits of its soft labels, and the job seed whose batch
+    order the inputs were fitted under."""
 
     x: torch.Tensor
     label_logits: torch.Tensor
+    seed: int = 0
 
     @classmethod
     def random(cls, n: int, input_shape: tuple, num_classes: int, generator: torch.Generator,
@@ -43,7 +45,7 @@ class Recovered:
         return cls(x, y)
 
     def clone(self) -> "Recovered":
-        return Recovered(self.x.detach().clone(), self.label_logits.detach().clone())
+        return Recovered(self.x.detach().clone(), self.label_logits.detach().clone(), self.seed)
 
 
 def relative_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -52,7 +54,7 @@ def relative_l1(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def invert(emulator: LocalEmulator, base: torch.Tensor, target: torch.Tensor, init: Recovered,
-           iterations: int, lr: float, unroll_steps: int, unroll_lr: float, signed: bool = True,
+           num_samples: int, seed: int, iterations: int, lr: float, signed: bool = True,
            tol: float | None = None) -> tuple[Recovered, list[float]]:
     """Fit D_rec so that the emulated update from ``base`` matches ``target``
     (a client's delta on the trainable entries). Starts from ``init`` (random
@@ -65,16 +67,16 @@ def invert(emulator: LocalEmulator, base: torch.Tensor, target: torch.Tensor, in
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=miles, gamma=0.1)
     target = target.detach()
     losses: list[float] = []
-    best, best_loss = init.clone(), float("inf")
+    best, best_loss = Recovered(x.detach().clone(), y.detach().clone(), seed), float("inf")
     for _ in range(iterations):
         opt.zero_grad(set_to_none=True)
-        est = emulator.delta(base, x, y, unroll_steps, unroll_lr, create_graph=True)
+        est = emulator.delta(base, x, y, num_samples, seed, create_graph=True)
         loss = relative_l1(est, target)
         loss.backward()
         value = float(loss.detach())
         losses.append(value)
         if value < best_loss:   # the data that produced this loss, before the step moves it
-            best, best_loss = Recovered(x.detach().clone(), y.detach().clone()), value
+            best, best_loss = Recovered(x.detach().clone(), y.detach().clone(), seed), value
         if tol is not None and value <= tol:
             break
         if signed:

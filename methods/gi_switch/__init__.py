@@ -28,14 +28,10 @@ suddenly. After that no inversion runs.
 Choices the paper leaves open, made here (deltas throughout: x̂ − x_t and
 x_i − x_{t−τ}, so estimates from different bases are comparable):
 
-* LocalUpdate is ``unroll_steps`` full-batch gradient steps whose sizes add up
-  to the client's effective step η_l·K/(1 − μ) (``local_emulation.effective_lr``;
-  the reference steps at η_l and leaves the K-fold gap for the recovered data
-  to absorb). The reference unrolls one step per local epoch
-  (``unroll_steps=0`` here); with one-epoch clients that single long step
-  extrapolates badly to x_t: on digits (``benchmarks/staleness_error.py``, τ = 16)
-  the estimate's relative L1 error was 6.4 with 1 step, 3.5 with 2, 1.3 with 4
-  and 1.6 with 8, so the default is 4;
+* LocalUpdate is the client's own program replayed (``emulation.LocalEmulator``): its
+  optimiser, step count, batch order and augmentation draws from the job's seed
+  (``ClientUpdate.job_seed``, which the client's job trained under); D_rec keeps the
+  seed it was fitted under;
 * disparity is the relative L1 distance ‖a − fresh‖₁ / ‖fresh‖₁ on the
   trainable entries; E1 is measured at the fresh update's own base x_b, so
   both errors are taken against the same model;
@@ -63,8 +59,7 @@ Step size, audited against the paper and the reference code:
 * ``gi_lr`` = 0.1 is the inversion's Adam rate, not a server step. The reference uses
   lr 1 on inputs drawn from N(0, 1) and boxed to [−2, 2]; here inputs start at
   ``init_std`` = 0.1 unboxed, and the rate is scaled with that init (lr/std = 1 in both).
-* LocalUpdate's rate is the client's, η_l·K/(1 − μ) in ``unroll_steps`` steps (above);
-  the reference emulates at its local lr 0.01.
+* LocalUpdate's rate is the client's own (the replay above).
 
 The server time spent inverting is recorded and reported by ``metrics``.
 """
@@ -78,38 +73,9 @@ import torch
 from asyncfl_bench.errors import UserError
 from asyncfl_bench.contract.method import ClientUpdate
 from asyncfl_bench.methods.aggregation import CorrectedDeltaMethod
-from asyncfl_bench.methods.inversion import Recovered, invert, relative_l1
-from asyncfl_bench.methods.local_emulation import LocalEmulator, unroll_schedule
-
-
-class SwitchRule:
-    """Switch once E1 > E2, then fade the estimate's weight α from 1 to 0
-    over ``blend`` server versions."""
-
-    def __init__(self, blend: int, enabled: bool = True):
-        if blend < 0:
-            raise UserError(f"blend_versions must be >= 0, got {blend}")
-        self.blend, self.enabled = blend, enabled
-        self.switched_at: int | None = None
-        self.checks: list[tuple[int, float, float]] = []   # (version, E1, E2)
-
-    def observe(self, e1: float, e2: float, version: int) -> bool:
-        """Record one measurement; True if it triggers the switch."""
-        if not self.enabled or self.switched_at is not None:
-            return False
-        self.checks.append((version, e1, e2))
-        if e1 > e2:
-            self.switched_at = version
-            return True
-        return False
-
-    def alpha(self, version: int) -> float:
-        """Weight of the estimate: 1 before the switch, then linear down to 0."""
-        if self.switched_at is None:
-            return 1.0
-        if self.blend == 0:
-            return 0.0
-        return float(min(1.0, max(0.0, 1.0 - (version - self.switched_at) / self.blend)))
+from asyncfl_bench.methods.gi_switch.emulation import LocalEmulator
+from asyncfl_bench.methods.gi_switch.inversion import Recovered, invert, relative_l1
+from asyncfl_bench.methods.gi_switch.switching import SwitchRule
 
 
 class GISwitch(CorrectedDeltaMethod):
@@ -123,7 +89,6 @@ class GISwitch(CorrectedDeltaMethod):
         "gi_lr": 0.1,            # Adam learning rate of the inversion
         "signed": True,          # sign of the inputs' gradient (reference: signed=True)
         "init_std": 0.1,         # std of a cold start's random inputs (reference: 1, on standardised images)
-        "unroll_steps": 4,       # emulated full-batch steps; 0: one per local epoch (reference)
         "switch": True,          # False: never switch back (estimate every stale update)
         "blend_versions": 20,    # versions over which α falls from 1 to 0 after the switch
         **CorrectedDeltaMethod.defaults,
@@ -138,23 +103,18 @@ class GISwitch(CorrectedDeltaMethod):
         if ctx.extras.input_shape is None:
             raise UserError("gi-switch needs the task's input shape (TaskExtras.input_shape); "
                             "fix: declare it in the task's load()")
-        if not 0 < hp.rec_fraction <= 1 or hp.rec_max < 1 or hp.iterations < 1 or hp.unroll_steps < 0:
-            raise UserError("gi-switch: need 0 < rec_fraction <= 1, rec_max >= 1, iterations >= 1, "
-                            "unroll_steps >= 0")
+        if not 0 < hp.rec_fraction <= 1 or hp.rec_max < 1 or hp.iterations < 1:
+            raise UserError("gi-switch: need 0 < rec_fraction <= 1, rec_max >= 1, iterations >= 1")
         self.input_shape = tuple(ctx.extras.input_shape)
-        self.emulator = LocalEmulator(ctx.build_model().to(ctx.device), ctx.layout)
+        self.emulator = LocalEmulator(ctx.build_model().to(ctx.device), ctx.layout, ctx.local, ctx.extras.augment)
         self.rule = SwitchRule(hp.blend_versions, hp.switch)
         self.recovered: dict[int, Recovered] = {}
         self.pending: dict[int, tuple[int, torch.Tensor]] = {}  # client -> (target version, stale delta)
         self.inversion_seconds, self.inversions, self.final_losses = 0.0, 0, []
 
     # -- the emulated client ------------------------------------------------------
-    def _unroll(self, num_samples: int) -> tuple[int, float]:
-        return unroll_schedule(self.ctx.local, num_samples, self.hp.unroll_steps)
-
     def _emulate(self, base: torch.Tensor, rec: Recovered, num_samples: int) -> torch.Tensor:
-        steps, lr = self._unroll(num_samples)
-        return self.emulator.delta(base, rec.x, rec.label_logits, steps, lr)
+        return self.emulator.delta(base, rec.x, rec.label_logits, num_samples, rec.seed)
 
     def _init(self, client: int, num_samples: int) -> Recovered:
         if client in self.recovered:
@@ -164,12 +124,12 @@ class GISwitch(CorrectedDeltaMethod):
         gen = torch.Generator().manual_seed(int(key))
         return Recovered.random(n, self.input_shape, self.ctx.num_classes, gen, self.ctx.device, self.hp.init_std)
 
-    def estimate(self, update: ClientUpdate) -> tuple[torch.Tensor, Recovered, list[float]]:
-        """x̂_i − x_t: invert the stale update, then emulate the client from x_t."""
-        steps, lr = self._unroll(update.num_samples)
+    def estimate(self, update: ClientUpdate, seed: int) -> tuple[torch.Tensor, Recovered, list[float]]:
+        """x̂_i − x_t: invert the stale update (its job replayed from ``seed``), then
+        replay the client from x_t on D_rec."""
         rec, losses = invert(self.emulator, update.base, self.emulator.trainable(update.delta),
-                             self._init(update.client, update.num_samples), self.hp.iterations,
-                             self.hp.gi_lr, steps, lr, self.hp.signed)
+                             self._init(update.client, update.num_samples), update.num_samples, seed,
+                             self.hp.iterations, self.hp.gi_lr, self.hp.signed)
         est = update.delta.clone()                 # non-trainable entries (buffers) keep the client's
         est[self.emulator.mask.to(est.device)] = self._emulate(self.params, rec, update.num_samples)
         return est, rec, losses
@@ -182,6 +142,8 @@ class GISwitch(CorrectedDeltaMethod):
             return
         del self.pending[update.client]
         fresh = self.emulator.trainable(update.delta)
+        # D_rec is replayed under the seed it was fitted with (the stale job's batch order), so
+        # E1 measures the recovered data, not a change of mini-batch order
         e1 = float(relative_l1(self._emulate(update.base, self.recovered[update.client], update.num_samples), fresh))
         e2 = float(relative_l1(stale, fresh))
         self.rule.observe(e1, e2, self.version)
@@ -195,7 +157,7 @@ class GISwitch(CorrectedDeltaMethod):
         a = self.rule.alpha(self.version)
         if update.staleness >= self.hp.min_staleness and a > 0:
             t0 = time.perf_counter()
-            est, rec, losses = self.estimate(update)
+            est, rec, losses = self.estimate(update, update.job_seed)
             self.inversion_seconds += time.perf_counter() - t0
             self.inversions += 1
             self.final_losses.append(min(losses))
@@ -220,14 +182,14 @@ class GISwitch(CorrectedDeltaMethod):
     def server_state(self) -> dict:
         # tensors and plain containers only: checkpoints load with weights_only=True
         return {**super().server_state(), "pending": dict(self.pending),
-                "recovered": {c: (r.x, r.label_logits) for c, r in self.recovered.items()},
+                "recovered": {c: (r.x, r.label_logits, r.seed) for c, r in self.recovered.items()},
                 "switched_at": self.rule.switched_at, "checks": list(self.rule.checks),
                 "inversion_seconds": self.inversion_seconds, "inversions": self.inversions,
                 "final_losses": list(self.final_losses)}
 
     def load_server_state(self, state: dict) -> None:
         super().load_server_state(state)
-        self.recovered = {c: Recovered(x, y) for c, (x, y) in state["recovered"].items()}
+        self.recovered = {c: Recovered(x, y, s) for c, (x, y, s) in state["recovered"].items()}
         self.pending = dict(state["pending"])
         self.rule.switched_at, self.rule.checks = state["switched_at"], list(state["checks"])
         self.inversion_seconds, self.inversions = state["inversion_seconds"], state["inversions"]
