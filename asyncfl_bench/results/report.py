@@ -7,10 +7,19 @@ import numpy as np
 import pandas as pd
 
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.results.metrics import mean_accuracy_over_time, mean_ci, time_to_target
+from asyncfl_bench.results.columns import DEFAULT, DIAGNOSTIC, ranking_groups
+from asyncfl_bench.results.metrics import (
+    mean_accuracy_over_time,
+    mean_ci,
+    time_to_target,
+)
 from asyncfl_bench.results.store import atomic_write, iter_runs, read_curve
 
 REFERENCE = "fedbuff"   # speedups are relative to FedBuff, the standard async baseline
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -20,22 +29,62 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
+LABEL_KEYS = 3      # settings a variant label names; more are counted ("+2 more")
+LABEL_VALUE = 20    # characters of a setting's value a label shows
+
+
+def _shown(value) -> str:
+    text = str(value)
+    return text if len(text) <= LABEL_VALUE else text[:LABEL_VALUE - 1] + "…"
+
+
 def variant_labels(configs: list[dict]) -> list[str]:
     """``method`` or ``method[key=value,...]`` naming the settings that differ between runs of
     one method on one task/preset (an ablation such as fedrevive[beta=fixed:0.5]), so runs with
-    different settings are never pooled into one row."""
-    flat = [{**_flat(c["method_params"]), **_flat(c["setup"], "setup.")} for c in configs]
+    different settings are never pooled into one row. Settings set in every run come first
+    (an ablation; a setting some runs lack comes from another version of the method); at
+    most ``LABEL_KEYS`` are named, values cut at ``LABEL_VALUE`` characters, and labels
+    that would then read alike get a digest of their settings (``#1a2b``)."""
+    import hashlib
+
+    flat = [{**_flat(c.get("method_params", {})), **_flat(c.get("setup", {}), "setup.")} for c in configs]
     groups: dict[tuple, list[int]] = {}
     for i, c in enumerate(configs):
-        groups.setdefault((c["task"], c["preset"], c["method"]), []).append(i)
+        # tuned and default runs of one method are told apart by "tuned" alone: the values
+        # and the hold-out that tuning changed would otherwise all land in the label
+        groups.setdefault((c["task"], c["preset"], c["method"], is_tuned(c)), []).append(i)
     labels = [c["method"] for c in configs]
-    for (_, _, method), idx in groups.items():
+    for (task, preset, method, tuned), idx in groups.items():
         keys = sorted({k for i in idx for k in flat[i]})
         varying = [k for k in keys if len({repr(flat[i].get(k)) for i in idx}) > 1]
+        varying.sort(key=lambda k: any(k not in flat[i] for i in idx))   # stable: alphabetical within each
+        full: dict[str, set[str]] = {}
         for i in idx:
-            if varying:
-                labels[i] = f"{method}[{','.join(f'{k}={flat[i].get(k)}' for k in varying)}]"
+            named = [f"{k}={_shown(flat[i].get(k))}" for k in varying[:LABEL_KEYS]]
+            more = [f"+{len(varying) - LABEL_KEYS} more"] if len(varying) > LABEL_KEYS else []
+            parts = (["tuned"] if tuned else []) + named + more
+            if parts:
+                labels[i] = f"{method}[{','.join(parts)}]"
+                full.setdefault(labels[i], set()).add(repr([flat[i].get(k) for k in varying]))
+        for i in idx:
+            if len(full.get(labels[i], ())) > 1:   # cut values made two settings read alike
+                digest = hashlib.sha1(repr([flat[i].get(k) for k in varying]).encode()).hexdigest()[:4]
+                labels[i] = f"{labels[i][:-1]},#{digest}]"
     return labels
+
+
+def is_tuned(config: dict) -> bool:
+    """``run --tuned`` records the tuning budget under ``tuning`` in the run's config."""
+    return bool(config.get("tuning"))
+
+
+def tuning_budget(config: dict) -> str:
+    """The budget a tuned run's values came from, in words (``""`` for default values)."""
+    t = config.get("tuning") or {}
+    if not t:
+        return ""
+    return (f"{t.get('trials', '?')} trials × {t.get('runs_per_trial', '?')} run(s), "
+            f"{t.get('objective', '?')} on validation")
 
 
 def load(results: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -47,9 +96,14 @@ def load(results: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     labels = variant_labels([config for _, config, _ in found])
     runs, curves = [], []
     for (folder, config, summary), label in zip(found, labels):
+        diagnostics = summary.get("diagnostics")
         runs.append({"task": config["task"], "preset": config["preset"], "method": label,
-                     "seed": config["seed"], "folder": str(folder),
-                     **{k: v for k, v in summary.items() if not isinstance(v, dict) and k != "method"}})
+                     "seed": config["seed"], "folder": str(folder), "tuned": is_tuned(config),
+                     "tuning_budget": tuning_budget(config),
+                     **{k: v for k, v in summary.items() if not isinstance(v, dict) and k != "method"},
+                     # a method's own numbers (e.g. FedRevive's mean β): shown under their keys
+                     **({f"{DIAGNOSTIC}{k}": v for k, v in diagnostics.items() if _is_number(v)}
+                        if isinstance(diagnostics, dict) else {})})
         c = read_curve(folder)
         c["task"], c["preset"], c["method"], c["seed"] = config["task"], config["preset"], label, config["seed"]
         curves.append(c)
@@ -75,6 +129,12 @@ def per_run_metrics(runs: pd.DataFrame, curves: pd.DataFrame, lower_gap: float =
     return out
 
 
+def mean_ci_cell(values: pd.Series) -> str:
+    """``mean ± half-width`` of the 95 % CI; one seed has no spread to show, so ``(n = 1)``."""
+    mean, half = mean_ci(values)
+    return f"{mean:.3f} (n = 1)" if len(values) == 1 else f"{mean:.3f} ± {half:.3f}"
+
+
 def _ttt_cell(values: pd.Series) -> str:
     reached = int(values.notna().sum())
     if reached == len(values):
@@ -82,69 +142,110 @@ def _ttt_cell(values: pd.Series) -> str:
     return f"— ({reached}/{len(values)})"
 
 
+def _hyperparameters_cell(g: pd.DataFrame) -> str:
+    """``default``, or ``tuned`` with the budget (one label never mixes the two)."""
+    if "tuned" not in g or not g["tuned"].fillna(False).astype(bool).any():
+        return DEFAULT
+    budgets = sorted(set(g.get("tuning_budget", pd.Series(dtype=str)).dropna()) - {""})
+    return "tuned" + (f" ({'; '.join(budgets)})" if budgets else "")
+
+
+def _reference_of(group: pd.DataFrame) -> pd.DataFrame:
+    """FedBuff's runs in one hyperparameter group (``fedbuff``, or ``fedbuff[tuned]`` among
+    tuned runs), so tuned methods are compared with tuned FedBuff."""
+    return group[group["method"].isin([REFERENCE, f"{REFERENCE}[tuned]"])]
+
+
+def _step_cell(values: pd.Series) -> str:
+    values = values.dropna()
+    return f"{values.mean():.3g}" if len(values) else "—"   # results that predate the field
+
+
 def leaderboard(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     """Per task × preset × method: mean ± 95 % CI over seeds, times to two targets, mean
-    accuracy over time, speedup and paired per-seed wins/losses against FedBuff."""
+    accuracy over time, the effective server step, speedup and paired per-seed wins/losses
+    against FedBuff. Runs on default and on tuned hyperparameters (and tunes of different
+    budgets) are ranked in separate groups, each against its own FedBuff: default first,
+    then each budget, each best first."""
     m = per_run_metrics(runs, curves)
+    m["hyperparameters"] = m.groupby(["task", "preset", "method"])["method"].transform(
+        lambda g: _hyperparameters_cell(m.loc[g.index]))
+    diagnostics = sorted(c for c in m.columns if c.startswith(DIAGNOSTIC))
     rows = []
-    for (task, preset), group in m.groupby(["task", "preset"], sort=True):
-        ref = group[group["method"] == REFERENCE].set_index("seed")
+    for (task, preset, hyper), group in m.groupby(["task", "preset", "hyperparameters"], sort=True):
+        ref = _reference_of(group).set_index("seed")
         ref_ttt = ref["ttt"].mean() if len(ref) and ref["ttt"].notna().all() else np.nan
         for method, g in group.groupby("method"):
-            final, half = mean_ci(g["final_accuracy"])
+            final = g["final_accuracy"].mean()
             mean_ttt = g["ttt"].mean() if g["ttt"].notna().all() else np.nan
             paired = g.set_index("seed")["final_accuracy"].align(ref["final_accuracy"], join="inner")
             wins, losses = int((paired[0] > paired[1]).sum()), int((paired[0] < paired[1]).sum())
             target = g["target_accuracy"].iloc[0]
             slow = {}
             if "final_slow_class_accuracy" in g and g["final_slow_class_accuracy"].notna().all():
-                s_final, s_half = mean_ci(g["final_slow_class_accuracy"])
-                slow = {"slow_class_acc": f"{s_final:.3f} ± {s_half:.3f}",
+                slow = {"slow_class_acc": mean_ci_cell(g["final_slow_class_accuracy"]),
                         "slow_class_acc_over_run": f"{g['mean_slow_class_accuracy'].mean():.3f}"}
             rows.append({
                 "task": task, "preset": preset, "method": method,
-                "final_acc": f"{final:.3f} ± {half:.3f}",
+                "hyperparameters": hyper,
+                "final_acc": mean_ci_cell(g["final_accuracy"]),
                 **slow,
                 "best_acc": f"{g['best_accuracy'].mean():.3f}",
                 "mean_acc_over_time": f"{g['mean_acc_over_time'].mean():.3f}",
+                "effective_step": _step_cell(g["effective_server_step"]) if "effective_server_step" in g else "—",
                 "ttt_low": _ttt_cell(g["ttt_low"]),
                 "ttt": _ttt_cell(g["ttt"]),
                 "targets": f"{target - 0.1:.2f}/{target:.2f}",
                 "speedup_vs_fedbuff": (f"{ref_ttt / mean_ttt:.2f}×" if np.isfinite(ref_ttt) and np.isfinite(mean_ttt)
                                        else "—"),
-                "wins_vs_fedbuff": "—" if method == REFERENCE or paired[0].empty else f"{wins}W/{losses}L",
+                "wins_vs_fedbuff": ("—" if method in (REFERENCE, f"{REFERENCE}[tuned]") or paired[0].empty
+                                    else f"{wins}W/{losses}L"),
                 "diverged": (f"{int(g['diverged'].sum())} (at t={', '.join(f'{t:.1f}' for t in g.loc[g['diverged'], 'diverged_at'])})"
                              if g["diverged"].any() else "0"),
                 "seeds": len(g),
+                **{c: _step_cell(g[c]) for c in diagnostics},
+                "_group": (hyper != DEFAULT, hyper),
                 "_sort": -final,
             })
-    board = pd.DataFrame(rows).sort_values(["task", "preset", "_sort"]).drop(columns="_sort")
+    board = pd.DataFrame(rows)
+    board = board.sort_values(["task", "preset", "_group", "_sort"], kind="stable").drop(columns=["_group", "_sort"])
     if "slow_class_acc" in board:   # intertwined traces: accuracy on the delayed classes, next to overall
         cols = [c for c in board.columns if not c.startswith("slow_class_acc")]
         at = cols.index("final_acc") + 1
         board = board[cols[:at] + ["slow_class_acc", "slow_class_acc_over_run"] + cols[at:]]
         board[["slow_class_acc", "slow_class_acc_over_run"]] = board[
             ["slow_class_acc", "slow_class_acc_over_run"]].fillna("—")
-    return board.reset_index(drop=True)
+    board = board.reset_index(drop=True)
+    board.attrs["warnings"] = []
+    return board
+
+
+def synchronous_runs(runs: pd.DataFrame) -> pd.Series:
+    """Per run: did it use a synchronous schedule (rounds)? From ``summary.json`` where it
+    says so; for results that predate that field, from the method's class (this imports
+    the methods, and with them torch)."""
+    if "synchronous" in runs and runs["synchronous"].notna().all():
+        return runs["synchronous"].astype(bool)
+    from asyncfl_bench.config.registry import methods
+
+    sync = {name for name, cls in methods().items() if getattr(cls, "synchronous", False)}
+    return runs["method"].str.split("[", n=1).str[0].isin(sync)   # a variant label's method
 
 
 def schedule_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """The schedule hash of every run, and a warning wherever asynchronous methods compared
     in one task/preset/seed ran on different schedules (synchronous ones have their own)."""
-    from asyncfl_bench.config.registry import methods
-
-    sync = {name for name, cls in methods().items() if getattr(cls, "synchronous", False)}
     cols = ["task", "preset", "seed", "method", "schedule_hash"]
-    table = runs.reindex(columns=cols).sort_values(cols[:4]).reset_index(drop=True)
+    table = runs.reindex(columns=cols).assign(_sync=synchronous_runs(runs)).sort_values(cols[:4])
     warnings = []
     for (task, preset, seed), g in table.groupby(["task", "preset", "seed"], sort=True):
-        async_runs = g[~g["method"].isin(sync)]
+        async_runs = g[~g["_sync"]]
         hashes = async_runs["schedule_hash"].fillna("unknown")
         if hashes.nunique() > 1:
             groups = "; ".join(f"{h}: {', '.join(m['method'])}" for h, m in async_runs.groupby(hashes))
             warnings.append(f"{task}/{preset} seed {seed}: methods ran on different schedules ({groups}); "
                             "their results are not comparable — rerun them with the same trace")
-    return table, warnings
+    return table.drop(columns="_sync").reset_index(drop=True), warnings
 
 
 def _schedule_column(runs: pd.DataFrame) -> pd.Series:
@@ -203,10 +304,12 @@ def plot_slow_classes(runs: pd.DataFrame, curves: pd.DataFrame, task: str, prese
 
 
 def build_report(results: Path, out: Path) -> tuple[pd.DataFrame, list[Path]]:
+    """leaderboard.csv/.md, schedules.csv and PNGs in ``out``."""
     runs, curves = load(Path(results))
     board = leaderboard(runs, curves)
     if "schedule_hash" in runs:
-        schedules, board.attrs["warnings"] = schedule_table(runs)
+        schedules, schedule_warnings = schedule_table(runs)
+        board.attrs["warnings"] = board.attrs.get("warnings", []) + schedule_warnings
         board["schedule"] = [_schedule_column(runs).get((t, p, m), "—")
                              for t, p, m in board[["task", "preset", "method"]].itertuples(index=False)]
     out = Path(out)
@@ -226,8 +329,19 @@ def build_report(results: Path, out: Path) -> tuple[pd.DataFrame, list[Path]]:
     return board, written
 
 
-def _markdown(frame: pd.DataFrame) -> str:
-    head = "| " + " | ".join(map(str, frame.columns)) + " |"
+def _markdown_table(frame: pd.DataFrame) -> list[str]:
+    # a "|" inside a cell would end it early
+    cell = lambda v: str(v).replace("|", "\\|")
+    head = "| " + " | ".join(map(cell, frame.columns)) + " |"
     sep = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(map(str, r)) + " |" for r in frame.itertuples(index=False)]
-    return "\n".join([head, sep, *body]) + "\n"
+    return [head, sep, *("| " + " | ".join(map(cell, r)) + " |" for r in frame.itertuples(index=False))]
+
+
+def _markdown(board: pd.DataFrame) -> str:
+    """One table per ranking (task, preset, default or tuned with its budget), each under a
+    heading that says which, so default and tuned rows are never read as one ranking."""
+    lines = ["# Leaderboard", ""]
+    for task, preset, hyper, rows in ranking_groups(board):
+        what = "default hyperparameters" if hyper == DEFAULT else f"{hyper} hyperparameters"
+        lines += [f"## {task} · preset {preset} · {what}", "", *_markdown_table(rows), ""]
+    return "\n".join(lines)
