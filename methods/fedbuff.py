@@ -23,11 +23,11 @@ Step size, audited against the paper and the authors' framework (FLSim):
   "fedbuff_delta = sync_delta * buffer_size").
 * Here: η_g multiplies the mean (``aggregation.UpdateBuffer``). Conversion:
   η_g(here) = K·η_g(FLSim), so FLSim's configuration is server_lr = 7.0 here with
-  momentum 0.9 unchanged. The default server_lr = 0.7 takes FLSim's number over
-  without that factor: each arrival moves the model by 0.07·s(τ)·Δ, against FLSim's
-  0.7·Δ, i.e. 10× less (momentum 0.9 multiplies both by up to 10 in the long run).
-  The default is kept for now (changing it moves every run that uses it); every built-in preset
-  overrides it, and the search space reaches 10 to cover the FLSim-equivalent 7.
+  momentum 0.9 unchanged, and that is the default: each arrival moves the model by
+  0.7·s(τ)·Δ before momentum, as FLSim's 0.7 on the sum does (an earlier default
+  of 0.7 here took FLSim's number without the factor, a 10× smaller step). Every
+  built-in preset sets its own η_g (below), so their runs did not move; a new task's
+  preset without one gets the reference's step. The search space reaches 10.
   s(τ) = 1/sqrt(1+τ) is the paper's choice, not FLSim's (constant there).
 * Presets (``tasks/``): ci, every task: K = 5, η_g = 1.0, μ = 0, s = sqrt → 0.2·s(τ)
   of each Δ per arrival; small: K = 10, η_g = 1.0, μ = 0 → 0.1·s(τ); digits/femnist
@@ -46,10 +46,10 @@ class FedBuff(BufferedMethod):
     source = "Nguyen et al., AISTATS 2022"
     defaults = {
         "buffer_size": 10,          # K
-        "server_lr": 0.7,           # η_g on the mean; FLSim's 0.7 is on the sum: 7.0 here (docstring)
+        "server_lr": 7.0,           # η_g on the mean = K × FLSim's 0.7 on the sum (docstring)
         "server_momentum": 0.9,
         "staleness": "sqrt",        # s(τ) = 1/sqrt(1+τ)
         "weight_by_samples": False, # the paper averages deltas uniformly
     }
-    # up to 10: FLSim applies its 0.7 to the sum of K = 10 deltas, 7 on our mean (see above)
+    # up to 10: covers the FLSim-equivalent 7 (see above)
     search_space = {"server_lr": "log:low=0.1,high=10.0"}

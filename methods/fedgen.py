@@ -30,10 +30,12 @@ Step size, audited against the paper and the reference code:
   (``serverbase.aggregate_parameters``) sets the model to Σ_k (n_k/n)·x_k over them
   (10 users per round in the README's runs): η = 1 on the per-SAMPLE weighted mean
   of the deltas, no momentum.
-* Here: FedBuff's rule and its defaults (K = 10, η_g = 0.7, μ = 0.9, s = sqrt, one
-  weight per update). The 0.7 is FLSim's, which multiplies the SUM of K deltas (see
-  ``fedbuff``): FLSim-equivalent is 7.0 on this mean. Against FedGen's η = 1 the
-  default's first step is 0.7× and, with momentum 0.9, its long-run step up to 7×.
+* Here: FedBuff's rule (K = 10, μ = 0.9, s = sqrt, one weight per update) with
+  η_g = 0.7 on the mean. Departure: FedBuff's default η_g is 7.0 (FLSim's 0.7 on the
+  SUM of K deltas, see ``fedbuff``); FedGen keeps 0.7, closer to its own η = 1 on
+  the mean of a round, because presets that set nothing for FedGen (small, paper,
+  intertwined) run its defaults, where 7.0 with momentum 0.9 would be a long-run
+  step up to 70× FedGen's own.
 * Presets: ci (every task): K = 5, η_g = 1, μ = 0 → FedBuff's ci step; digits ci also
   α = β = 1 (below). small, paper and digits intertwined set nothing for fedgen, so
   it runs the defaults there while FedBuff runs K = 10, η_g = 1, μ = 0 (small,

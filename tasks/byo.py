@@ -31,6 +31,9 @@ from asyncfl_bench.tasks.image import IMAGE_DEFAULTS, image_model_builder, image
 from asyncfl_bench.tasks.newsgroups import TEXT_DEFAULTS, text_model_builder, text_task_data
 from asyncfl_bench.tasks.presets import CI_FEDBUFF, CI_LOCAL
 
+# keys only the text path reads (the encoder and the transformer's shape)
+TEXT_ONLY = set(TEXT_DEFAULTS) - set(IMAGE_DEFAULTS) - {"model"}
+
 PREFIXES = {"hf": "hf:<dataset id or local path>", "imagefolder": "imagefolder:<path>"}
 
 _PRESETS = {
@@ -112,7 +115,12 @@ class BringYourOwn(TaskFamily):
         self.kind, self.spec = kind, rest
         self.name = cache_key(kind, rest)   # a results-folder-safe name, unique per source
         remember(self.name, spec)
-        self.setup_defaults = {**IMAGE_DEFAULTS, **TEXT_DEFAULTS, "model": "cnn", "image_size": 32,
+        # a hub data set may hold images or text; an image folder holds images only, so its
+        # runs carry no text keys (they are part of the run id)
+        text_keys = TEXT_DEFAULTS if kind == "hf" else {}
+        self.presets = {name: {k: v for k, v in preset.items() if kind == "hf" or k not in TEXT_ONLY}
+                        for name, preset in _PRESETS.items()}
+        self.setup_defaults = {**IMAGE_DEFAULTS, **text_keys, "model": "cnn", "image_size": 32,
                                "source": f"{kind}:{rest}", "label_column": "", "input_column": "",
                                # imagefolder: leave unreadable image files out (with a warning that
                                # counts them) instead of stopping at the first one

@@ -85,6 +85,14 @@ def _prep_image_folder_with_a_bad_file(root: Path, tmp: Path) -> None:
     (tmp / "imgs" / "train" / "dog" / "notes.png").write_bytes(b"not an image at all")
 
 
+def _prep_truncated_trace(root: Path, tmp: Path) -> None:
+    from asyncfl_bench.cli import app as cli
+    assert runner.invoke(cli, ["trace", "make", "--kind", "exponential", "--clients", "8", "--out",
+                               str(tmp / "cut.csv")]).exit_code == 0
+    text = (tmp / "cut.csv").read_text()
+    (tmp / "cut.csv").write_text(text[:text.rstrip("\n").rindex(",", 0, len(text) - 20)])   # the last row cut short
+
+
 CASES = [
     # (id, args with {R} = results folder and {T} = scratch folder, expected message, preparation)
     ("unknown task", ["run", "--task", "nope"], "unknown task 'nope'; valid:", None),
@@ -112,9 +120,11 @@ CASES = [
     ("unreadable image", ["run", "--task", "imagefolder:{T}/imgs", "--method", "fedbuff"],
      "cannot read image train/dog/notes.png", _prep_image_folder_with_a_bad_file),
     ("pareto shape 0", ["trace", "make", "--kind", "pareto:shape=0", "--clients", "4", "--out", "{T}/p.csv"],
-     "a Pareto shape must be > 0", None),
+     "shape=0.0, but this trace is set by its mean job time", None),
     ("pareto infinite mean", ["trace", "make", "--kind", "pareto:shape=0.5", "--clients", "4", "--out", "{T}/p.csv"],
-     "the Pareto mean is infinite", None),
+     "a Pareto mean is finite only for shape > 1", None),
+    ("truncated trace file", ["run", "--trace", "{T}/cut.csv"],
+     "row 8, line 13, column 'download_s': the cell is empty: the file looks truncated", _prep_truncated_trace),
     ("unwritable results", ["run", "--method", "fedbuff", "--results", "{T}/afile/r"], "cannot write results",
      _prep_file_as_results),
     ("checkpoint of another config", ["run", "--method", "fedbuff", "--seeds", "7"], "different config",

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -23,7 +24,7 @@ def test_run_then_report(tmp_path):
     assert len(summaries) == 4
     before = {p: p.read_bytes() for p in summaries}
     again = invoke("run", "--method", "fedbuff,fedasync", "--seeds", "0,1", "--results", r, *longer)
-    assert again.output.count("skipped") == 4
+    assert again.output.count("skipped") == 8    # a progress line and a table row per run
     assert {p: p.read_bytes() for p in summaries} == before      # finished runs untouched
     rep = invoke("report", "--results", r)
     assert rep.exit_code == 0, rep.output
@@ -48,3 +49,23 @@ def test_methods_and_tasks_are_not_top_level_packages():
     assert res.returncode != 0
     res = subprocess.run([sys.executable, "-c", "import tasks"], capture_output=True, cwd="/")
     assert res.returncode != 0
+
+
+def test_list_params_shows_each_methods_search_space():
+    res = subprocess.run([sys.executable, "-m", "asyncfl_bench", "list", "--params"], capture_output=True,
+                         text=True, env={**os.environ, "COLUMNS": "500"})
+    assert res.returncode == 0, res.stderr
+    row = next(line for line in res.stdout.splitlines() if line.split("│")[1:2] and
+               line.split("│")[1].strip() == "fedbuff")
+    assert "server_lr=log:low=0.1,high=10.0" in row and "buffer_size=" in row   # search space and defaults
+
+
+def test_piped_run_prints_one_whole_line_per_run_and_skipped_runs_keep_their_time(tmp_path):
+    cmd = [sys.executable, "-m", "asyncfl_bench", "run", "--method", "fedbuff", "--results", str(tmp_path), *TINY]
+    first = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "40"})
+    assert first.returncode == 0, first.stderr
+    line = next(x for x in first.stderr.splitlines() if x.startswith("digits/fedbuff seed 0:"))   # progress: stderr
+    assert line.endswith(", ran") and "20 arrivals" in line and "…" not in line
+    again = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "40"})
+    skipped = next(x for x in again.stderr.splitlines() if x.startswith("digits/fedbuff seed 0:"))
+    assert skipped.endswith("skipped (done)") and skipped.split(", ")[1] == line.split(", ")[1] != "t=0.0s"

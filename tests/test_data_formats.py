@@ -279,3 +279,15 @@ def test_every_method_runs_on_an_image_folder_out_of_the_box(tmp_path, monkeypat
                      list(methods()))
     summary, ran = execute(config, task, task.load(config["setup"], 0), RunOptions(tmp_path / "r"))
     assert ran and summary["arrivals"] == 6
+
+
+def test_an_image_folder_run_records_no_text_setup_keys(tmp_path, monkeypatch):
+    """Setup keys are part of the run id: an image folder's runs carry only the image path's."""
+    monkeypatch.setenv("ASYNCFL_BENCH_CACHE", str(tmp_path / "cache"))
+    images = BringYourOwn(f"imagefolder:{_folder(tmp_path / 'imgs', n=20)}")
+    hub = BringYourOwn(f"hf:{tmp_path / 'some-hub-copy'}")
+    for preset in ("ci", "small"):
+        setup = resolve(images, preset, get_method("fedbuff"), 0, "cpu", {}, list(methods()))["setup"]
+        assert not {"encoder", "max_len", "heads", "layers", "d_model"} & set(setup)
+        assert {"encoder", "max_len"} <= set(resolve(hub, preset, get_method("fedbuff"), 0, "cpu", {},
+                                                     list(methods()))["setup"])

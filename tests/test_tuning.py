@@ -278,3 +278,23 @@ def test_run_tuned_auto_runs_with_the_tuned_values_and_records_the_budget(tuned_
     assert config["tuning"]["trials"] == 1 and config["setup"]["evaluate_on"] == "test"
     bad = CliRunner().invoke(app, [a if a != "auto" else str(results / "missing.json") for a in args])
     assert bad.exit_code == 2 and "no tuned file" in bad.output
+
+
+# -- the budget's shape: TPE's start-up and values at a range edge ---------------------------
+
+def test_startup_trials_scale_with_the_budget():
+    from asyncfl_bench.tuning.study import startup_trials_for
+    assert [startup_trials_for(n) for n in (1, 8, 12, 20, 40, 200)] == [2, 2, 3, 5, 10, 10]
+
+
+def test_a_best_value_near_a_range_edge_is_flagged_in_the_tuned_file(tuned_path):
+    from asyncfl_bench.tuning.study import at_edge
+    dim = parse_dimension("fedasync", "alpha", "log:low=0.1,high=1.0", get_method("fedasync").defaults)
+    # log scale: 0.94 is 97 % of the way from 0.1 to 1, 0.3 is 48 %
+    assert at_edge(0.94, dim) == "high" and at_edge(0.105, dim) == "low" and at_edge(0.3, dim) is None
+    lin = parse_dimension("fedasync", "alpha", "uniform:low=0.0,high=1.0", get_method("fedasync").defaults)
+    assert at_edge(0.96, lin) == "high" and at_edge(0.5, lin) is None
+    entry = json.loads(tuned_path.read_text())["methods"]["fedbuff"]
+    dim = parse_dimension("fedbuff", "server_lr", entry["space"]["server_lr"], get_method("fedbuff").defaults)
+    assert entry["at_range_edge"] == ({"server_lr": at_edge(entry["params"]["server_lr"], dim)}
+                                      if at_edge(entry["params"]["server_lr"], dim) else {})

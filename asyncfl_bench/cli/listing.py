@@ -9,7 +9,8 @@ from asyncfl_bench.cli.console import out, user_errors
 
 
 @user_errors
-def list_(params: bool = typer.Option(False, "--params", help="Show every method's hyperparameters.")):
+def list_(params: bool = typer.Option(False, "--params",
+                                      help="Show every method's hyperparameters and its tuning search space.")):
     """Tasks with their presets, methods with their sources, trace kinds."""
     from asyncfl_bench.config.registry import methods, task_families, tasks
     from asyncfl_bench.staleness import KINDS
@@ -25,12 +26,13 @@ def list_(params: bool = typer.Option(False, "--params", help="Show every method
         t.add_row(spelling, ", ".join(family.presets), line)
     out.print(t)
     m = Table(title="methods")
-    for col in ("method", "source") + (("defaults",) if params else ()):
+    for col in ("method", "source") + (("defaults", "search space (tune)") if params else ()):
         m.add_column(col)
     for name, cls in methods().items():
         row = [name, cls.source]
         if params:
             row.append(", ".join(f"{k}={v}" for k, v in cls.defaults.items()))
+            row.append(", ".join(f"{k}={v}" for k, v in cls.search_space.items()) or "— (nothing to tune)")
         m.add_row(*row)
     out.print(m)
     out.print("traces: " + ", ".join(f"{k}[:{','.join(f'{p}={v}' for p, v in d.items())}]"

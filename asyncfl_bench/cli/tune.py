@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from asyncfl_bench.cli.console import err, out, parse_seeds, user_errors
@@ -26,6 +27,9 @@ def tune(
     space: List[str] = typer.Option([], "--space", help="Add or replace a search dimension: "
                                                         "METHOD.PARAM=log|uniform:low=L,high=H. Repeatable."),
     sampler_seed: int = typer.Option(0, help="Seed of the TPE sampler."),
+    startup_trials: int = typer.Option(0, min=0, help="TPE's random start-up trials (0: a quarter of --trials, "
+                                                      "2 to 10). To extend a tune with a larger --trials, pass "
+                                                      "the count it was made with (its tuned file records it)."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
     results: Path = typer.Option(Path("results"), help="Results folder: studies and trial runs go under "
                                                        "RESULTS/tuned/."),
@@ -58,7 +62,7 @@ def tune(
     from asyncfl_bench.tuning import tuned as tuned_file
     from asyncfl_bench.tuning.objective import check_objective
     from asyncfl_bench.tuning.space import method_space, parse_space_options
-    from asyncfl_bench.tuning.study import Execution, MethodStudy, TuneSpec, trial_config
+    from asyncfl_bench.tuning.study import Execution, MethodStudy, TuneSpec, startup_trials_for, trial_config
     from asyncfl_bench.tuning.study import tune as run_tune
 
     if not 0 < validation_fraction < 1:
@@ -72,7 +76,8 @@ def tune(
     if trace is not None:   # named as `run --trace` names it, so `run --tuned` finds the same setup
         overrides["trace"] = str(Path(trace).resolve()) if is_trace_file(trace) else trace
     spec = TuneSpec(the_task, preset, resolve_device(device), overrides, tuple(names), trials,
-                    tuple(parse_seeds(seeds)), check_objective(objective), validation_fraction, sampler_seed)
+                    tuple(parse_seeds(seeds)), check_objective(objective), validation_fraction, sampler_seed,
+                    startup_trials or startup_trials_for(trials))
     first = [trial_config(spec, p.method_cls, s, {}) for p in plans for s in spec.seeds]   # bad --set fails here
     for trace, n_clients in {(c["setup"]["trace"], c["setup"]["num_clients"]) for c in first}:
         check_spec(trace, n_clients)
@@ -94,11 +99,20 @@ def tune(
                         f"seed(s) · {objective} on validation")
     for col in ("method", "best values", objective, "trial"):
         table.add_column(col)
+    edge_notes = []
     for name in names:
         entry = written["methods"][name]
         value = "not reached" if entry["value"] is None else f"{entry['value']:.4g}"
-        table.add_row(name, ", ".join(f"{k}={v:.4g}" for k, v in entry["params"].items()), value,
-                      str(entry["best_trial"]))
+        edges = entry.get("at_range_edge", {})
+        table.add_row(name, ", ".join(f"{k}={v:.4g}" + (f" (at {edges[k]} edge)" if k in edges else "")
+                                      for k, v in entry["params"].items()), value, str(entry["best_trial"]))
+        for k, side in edges.items():
+            edge_notes.append(f"{name}.{k}={entry['params'][k]:.4g} lies within 5 % of the {side} edge of its range "
+                              f"({entry['space'][k]}): the best value may lie beyond it; fix: widen it, e.g. "
+                              f"--space {name}.{k}=log:low=...,high=... and tune again")
     out.print(table)
+    out.print(f"TPE start-up: {spec.startup_trials} random trial(s) of {trials}", highlight=False)
+    for note in edge_notes:
+        err.print(f"[bold yellow]warning:[/] {escape(note)}", highlight=False, soft_wrap=True)
     out.print(f"wrote {target} — next: asyncfl-bench run --task {task} --preset {preset} --method {method} "
               f"--seeds 0-4 --tuned {target}")

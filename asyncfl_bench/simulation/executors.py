@@ -42,6 +42,15 @@ def _status(summary: dict, ran: bool) -> str:
 
 
 def _in_process(configs, opts, console):
+    if not console.is_terminal:   # piped: one whole line per finished run, never a cut-off bar
+        rows = []
+        for cfg in configs:
+            summary, ran = run_one(cfg, opts)
+            rows.append((cfg, summary, _status(summary, ran)))
+            console.print(f"{cfg['task']}/{cfg['method']} seed {cfg['seed']}: {summary['arrivals']} arrivals, "
+                          f"t={summary.get('final_time', 0.0):.1f}s, acc={summary['final_accuracy']:.3f}, {rows[-1][2]}",
+                          highlight=False, soft_wrap=True)
+        return rows
     rows = []
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("t={task.fields[vt]:>8.1f}s  acc={task.fields[acc]}"), TimeElapsedColumn(),
@@ -58,7 +67,9 @@ def _in_process(configs, opts, console):
                 progress.update(bar, completed=done, **fields)
 
             summary, ran = run_one(cfg, opts, on_progress)
-            progress.update(bar, completed=total, acc=f"{summary['final_accuracy']:.3f}")
+            # a run skipped as done shows its recorded end, not t = 0
+            progress.update(bar, completed=total, vt=summary.get("final_time", 0.0),
+                            acc=f"{summary['final_accuracy']:.3f}" + ("" if ran else " (done)"))
             rows.append((cfg, summary, _status(summary, ran)))
     return rows
 

@@ -202,6 +202,11 @@ def _numbers(frame: pd.DataFrame, column: str, where: _Where, required: bool, de
     values = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
     for row, (text, v) in enumerate(zip(frame[column], values)):
         if not math.isfinite(v):
+            if text is None or (isinstance(text, float) and math.isnan(text)) or not str(text).strip():
+                hint = "the file looks truncated (its last row is cut short)" if row == len(frame) - 1 else \
+                    "a row with fewer cells than the header"
+                raise where(row, column, f"the cell is empty: {hint}; fix: complete the row, or write the "
+                                         "file again (asyncfl-bench trace make ... --out FILE)")
             raise where(row, column, f"{text!r} is not a finite number")
         if v < 0:
             raise where(row, column, f"{v} is negative; durations and rates must be >= 0")

@@ -78,14 +78,14 @@ def _lognormal(n, rng, mean, sigma):
 
 
 def _pareto(n, rng, mean, shape):
-    # A Pareto shape must be > 0. This trace is set by its mean (J = (α−1)/α · Pareto_I(α, 1),
+    # This trace is set by its mean (J = (α−1)/α · Pareto_I(α, 1),
     # mean 1), and for α ≤ 1 the mean is infinite: no scale gives it a finite one, so
     # 0 < α ≤ 1 cannot be represented either (the scale would be ≤ 0).
     if shape <= 1:
-        what = "a Pareto shape must be > 0" if shape <= 0 else "with shape <= 1 the Pareto mean is infinite"
-        raise UserError(f"trace 'pareto': shape must be > 1, got {shape}: {what}, and this trace is set by its "
-                        f"mean job time (mean={mean}); fix: a shape > 1 (close to 1, e.g. 1.1, for the "
-                        "heaviest tail), or lognormal:sigma=... for a heavy tail with a finite mean")
+        raise UserError(f"trace 'pareto': shape={shape}, but this trace is set by its mean job time "
+                        f"(mean={mean}) and a Pareto mean is finite only for shape > 1; fix: a shape > 1 "
+                        "(close to 1, e.g. 1.1, for the heaviest tail), or lognormal:sigma=... for a heavy "
+                        "tail with a finite mean")
     return _clients(n, mean, "pareto", jitter_param=shape)
 
 

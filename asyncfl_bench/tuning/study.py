@@ -25,6 +25,7 @@ Run one tune per results folder at a time.
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +45,29 @@ from asyncfl_bench.tuning.objective import DIRECTIONS, run_value, trial_value
 from asyncfl_bench.tuning.space import Dimension, as_overrides
 
 TUNING_SEEDS = "1000"           # disjoint from the reporting seeds 0, 1, ... by default
-STARTUP_TRIALS = 10             # TPE's random start-up trials (Optuna's default)
+STARTUP_TRIALS = 10             # Optuna's default count of TPE's random start-up trials
+EDGE_SHARE = 0.05               # a best value this close to a range edge (share of the range) is flagged
+
+
+def startup_trials_for(trials: int) -> int:
+    """TPE's random start-up trials for a budget of ``trials``: a quarter of it, at least 2
+    and at most Optuna's 10. Optuna's fixed 10 suits budgets of a hundred trials; at the
+    12–20 a benchmark can afford per method it leaves TPE two to ten guided trials, so
+    the search would be mostly random. TPE needs a few points to fit its two densities,
+    hence at least 2 (the suite's rule, recorded in the tuned file)."""
+    return max(2, min(STARTUP_TRIALS, math.ceil(trials / 4)))
+
+
+def at_edge(value: float, dim: Dimension) -> str | None:
+    """``"low"``/``"high"`` when ``value`` lies within EDGE_SHARE of that end of the range
+    (measured on the log scale for log dimensions), else None."""
+    lo, hi, v = dim.low, dim.high, float(value)
+    if dim.log:
+        lo, hi, v = math.log(lo), math.log(hi), math.log(v)
+    if hi <= lo:
+        return None
+    share = (v - lo) / (hi - lo)
+    return "low" if share <= EDGE_SHARE else ("high" if share >= 1 - EDGE_SHARE else None)
 
 
 @dataclass(frozen=True)
@@ -227,9 +250,11 @@ def tuned_content(spec: TuneSpec, plans: list[MethodStudy], path: Path) -> dict:
     methods = {}
     for m in plans:
         best = best_trial(spec, m)
+        edges = {k: e for k, v in best.params.items() if (e := at_edge(v, m.space[k])) is not None}
         methods[m.method] = {"params": dict(best.params), "value": tuned_file.finite_or_none(best.value),
                              "best_trial": best.number, "study": m.name,
-                             "space": {k: d.spec for k, d in m.space.items()}}
+                             "space": {k: d.spec for k, d in m.space.items()},
+                             "at_range_edge": edges}
     return {
         "format": tuned_file.FORMAT, "schema": tuned_file.SCHEMA,
         "task": spec.task.name, "preset": spec.preset,
