@@ -1,24 +1,42 @@
 """How wrong is a stale update, and how much do DC-ASGD and gradient inversion fix?
 
-On real data (scikit-learn digits, the ``ci`` preset's partition, model and local
-training) this script builds a server trajectory x_0 … x_T (each version is a
-FedBuff-style mean of K clients' deltas from the current model), then, for probe
-clients and staleness τ, compares with the *true fresh update* Δ_fresh — the
-client retrained from x_T with the same mini-batch order, which a benchmark can
-compute and a method never sees — these estimates:
+What Wang & Gao's motivating figures measure (arXiv:2309.13536): the error of an
+estimate of a client's *fresh* update against staleness τ. On real data
+(scikit-learn digits, the ``ci`` preset's partition and model) this script builds a
+server trajectory x_0 … x_T (each version the mean of K clients' deltas from the
+current model), then, for probe clients, staleness τ and end points T, compares with
+the *true fresh update* Δ_fresh — the client retrained from x_T, which a benchmark
+can compute and a method never sees — these estimates of it:
 
-* ``stale``:     the raw stale delta Δ(x_{T−τ});
-* ``dc-asgd-c``: DC-ASGD with constant λ = 0.04;
-* ``dc-asgd-a``: DC-ASGD with adaptive λ, its mean square accumulated over the
+* ``stale``:       the raw stale delta Δ(x_{T−τ}), its own job's batch order;
+* ``dc-asgd-c``:   DC-ASGD with constant λ = 0.04;
+* ``dc-asgd-a``:   DC-ASGD with adaptive λ, its mean square accumulated over the
   trajectory's updates as a server running it would have;
-* ``gi``:        gradient inversion of the stale update (cold start), then
-  LocalUpdate(x_T; D_rec) with gi-switch's defaults but a CPU budget
-  (``--iterations``, ``--rec-max``).
+* ``gi-free``:     gradient inversion of the stale update with the authors' free label
+  targets (gi-switch's default), cold start, then LocalUpdate(x_T; D_rec);
+* ``gi-soft-ce``:  the same with soft cross-entropy labels;
+* ``zero``:        sending nothing (relative L1 error 1, cosine distance 1);
+* ``fresh-again``: a second fresh update from x_T with another batch order: the noise
+  floor, the error no estimator of one run of the client can beat on average.
+
+Every job draws its own batch order (independent job seeds), so no estimator shares
+the fresh update's mini-batch noise. ``--client full-batch`` runs the reference
+code's client instead (5 full-batch epochs, no momentum), where the batch order
+does not matter and the noise floor is 0.
+
+GI runs the client's own program (``LocalEmulator``) with gi-switch's inversion
+settings (the paper's Table 1: Adam lr 1 on the inputs' sign, ×0.1 at 3/8, 5/8, 7/8,
+inputs N(0, 1) boxed to [−2, 2], |D_rec| = ½|D_i|) but a CPU budget, ``--iterations``
+(the paper's 15,000 take minutes per inversion on a CPU); ``--gi-lr`` sets the rate
+for a cut budget.
 
 Errors: cosine distance 1 − cos(Δ̂, Δ_fresh) and relative L1 ‖Δ̂ − Δ_fresh‖₁ / ‖Δ_fresh‖₁.
-Writes ``staleness_error.csv`` (one row per client, τ and estimator),
-``staleness_error_summary.csv`` (means and standard errors over clients) and
-``staleness_error.png``.
+Each row also records ``misfit`` (the inversion's final relative L1 fit of the stale
+update; at τ = 0 it is how well GI can represent the client at all) and ``drift``,
+‖x_T − x_{T−τ}‖ as a share of the path length Σ_{v<T} ‖x_{v+1} − x_v‖ (the paper's
+τ = 40 of 800 rounds is 5 % of its training). Writes ``staleness_error.csv`` (one row
+per seed, client, T, τ and estimator), ``staleness_error_summary.csv`` (means and
+standard errors over seeds × clients) and ``staleness_error.png``.
 
     python benchmarks/staleness_error.py --out /tmp/staleness_error
 """
@@ -32,22 +50,30 @@ import numpy as np
 import pandas as pd
 import torch
 
+from asyncfl_bench.config.registry import get_method, methods
 from asyncfl_bench.config.settings import resolve
 from asyncfl_bench.methods.dc_asgd import DCASGD, compensate
 from asyncfl_bench.methods.gi_switch import GISwitch
 from asyncfl_bench.methods.gi_switch.emulation import LocalEmulator
-from asyncfl_bench.methods.gi_switch.inversion import Recovered, invert, relative_l1
-from asyncfl_bench.training.flat import Layout
-from asyncfl_bench.config.registry import get_method, methods
+from asyncfl_bench.methods.gi_switch.inversion import InversionSettings, Recovered, invert, relative_l1
 from asyncfl_bench.tasks.digits import Digits
+from asyncfl_bench.training.flat import Layout
 from asyncfl_bench.training.local import LocalTrainer, effective_lr, job_seed
 
-ESTIMATORS = ("stale", "dc-asgd-c", "dc-asgd-a", "gi")
+ESTIMATORS = ("stale", "dc-asgd-c", "dc-asgd-a", "gi-soft-ce", "gi-free", "zero", "fresh-again")
 # stale and DC-ASGD nearly coincide: stale drawn dashed on top so neither hides the other
-STYLE = {"stale": dict(color="black", ls="--", lw=1.6, marker="o", ms=3, zorder=4),
-         "dc-asgd-c": dict(color="tab:orange", lw=2.6, marker="s", ms=5, zorder=2),
-         "dc-asgd-a": dict(color="tab:green", lw=1.4, marker="^", ms=5, zorder=3),
-         "gi": dict(color="tab:red", lw=1.6, marker="D", ms=4, zorder=3)}
+STYLE = {"stale": {"color": "black", "ls": "--", "lw": 1.6, "marker": "o", "ms": 3, "zorder": 4},
+         "dc-asgd-c": {"color": "tab:orange", "lw": 2.6, "marker": "s", "ms": 5, "zorder": 2},
+         "dc-asgd-a": {"color": "tab:green", "lw": 1.4, "marker": "^", "ms": 5, "zorder": 3},
+         "gi-soft-ce": {"color": "tab:purple", "lw": 1.4, "marker": "v", "ms": 4, "zorder": 3},
+         "gi-free": {"color": "tab:red", "lw": 1.8, "marker": "D", "ms": 4, "zorder": 5},
+         "zero": {"color": "grey", "ls": ":", "lw": 1.2, "zorder": 1},
+         "fresh-again": {"color": "tab:blue", "ls": "-.", "lw": 1.2, "zorder": 1}}
+# the reference code's client: 5 local epochs, full batch (local_bs 600 ≥ its 450–600
+# samples), momentum 0 (update.py); the ci preset's lr 0.1 is kept
+FULL_BATCH = {"batch_size": 1_000_000, "momentum": 0.0, "epochs": 5, "iterations": 0}
+# job-index offsets of the probe jobs: far from the trajectory's (< T), so every job's seed differs
+STALE_JOB, FRESH_JOB, AGAIN_JOB = 100_000, 200_000, 300_000
 
 
 def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -73,101 +99,138 @@ def trajectory(trainer, data, x0, versions: int, k: int, seed: int, local: dict,
     return xs, ms / (1 - m ** count)
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path("staleness_error"))
-    ap.add_argument("--taus", default="0,1,2,4,8,16,32,64")
-    ap.add_argument("--clients", type=int, default=5, help="probe clients (the largest ones)")
-    ap.add_argument("--warmup", type=int, default=16, help="versions before the earliest stale base")
-    ap.add_argument("--buffer", type=int, default=5, help="clients per trajectory version (K)")
-    ap.add_argument("--iterations", type=int, default=100, help="inversion budget per stale update")
-    ap.add_argument("--rec-max", type=int, default=32, help="cap on |D_rec| (gi-switch's rec_max)")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    torch.set_num_threads(1)   # tiny graphs: threads only add overhead
-
-    taus = sorted({int(t) for t in args.taus.split(",")})
+def run_seed(args, seed: int, taus: list[int], ends: list[int]) -> list[dict]:
     task = Digits()
-    config = resolve(task, "ci", get_method("fedbuff"), args.seed, "cpu", {}, list(methods()))
-    setup, local = config["setup"], config["setup"]["local"]
-    data = task.load(setup, args.seed)
+    config = resolve(task, "ci", get_method("fedbuff"), seed, "cpu", {}, list(methods()))
+    setup = config["setup"]
+    local = {**setup["local"], **(FULL_BATCH if args.client == "full-batch" else {})}
+    data = task.load(setup, seed)
     build = task.model_builder(setup, data)
-    torch.manual_seed(args.seed)
+    torch.manual_seed(seed)
     model = build()
     layout = Layout.of(model)
     trainer = LocalTrainer(build, layout, local, torch.device("cpu"))
     gi, dc = GISwitch.defaults, DCASGD.defaults
-    t0 = time.perf_counter()
-    T = args.warmup + max(taus)
-    xs, ms_hat = trajectory(trainer, data, layout.flatten(model).clone(), T, args.buffer, args.seed, local, dc)
-    x_now = xs[T]
+    xs, ms_hat = trajectory(trainer, data, layout.flatten(model).clone(), max(ends), args.buffer, seed, local, dc)
+    steps = [float((xs[v + 1] - xs[v]).norm()) for v in range(max(ends))]
     emulator = LocalEmulator(build(), layout, local)
+    box = (gi["box_low"], gi["box_high"]) if gi["boxed"] else None
     sizes = np.array([len(c) for c in data.clients])
     probes = np.argsort(-sizes, kind="stable")[:args.clients]
+    lam_a = dc["lam0"] / torch.sqrt(ms_hat + dc["eps"])
+    lr = gi["gi_lr"] if args.gi_lr is None else args.gi_lr
     rows = []
-    for c in probes:
-        c = int(c)
+    for c in (int(c) for c in probes):
         idx = data.clients[c]
-        n, seed = len(idx), job_seed(args.seed, c, 10_000)   # one batch order for stale and fresh
+        xc, yc, n = data.x_train[idx], data.y_train[idx], len(idx)
         eta = effective_lr(local, n)
-        fresh_p, _ = trainer.train(x_now, data.x_train[idx], data.y_train[idx], seed)
-        fresh = fresh_p - x_now
-        for tau in taus:
-            base = xs[T - tau]
-            stale_p, _ = trainer.train(base, data.x_train[idx], data.y_train[idx], seed)
-            stale = stale_p - base
-            lam_a = dc["lam0"] / torch.sqrt(ms_hat + dc["eps"])
-            gen = torch.Generator().manual_seed(args.seed * 1000 + c)
-            init = Recovered.random(min(args.rec_max, max(1, round(gi["rec_fraction"] * n))),
-                                    tuple(data.x_train.shape[1:]), data.num_classes, gen, std=gi["init_std"])
-            t1 = time.perf_counter()
-            rec, losses = invert(emulator, base, emulator.trainable(stale), init, n, seed, args.iterations,
-                                 gi["gi_lr"], gi["signed"])
-            gi_est = emulator.delta(x_now, rec.x, rec.label_logits, n, rec.seed)
-            gi_seconds = time.perf_counter() - t1
-            est = {"stale": stale, "dc-asgd-c": compensate(stale, base, x_now, dc["lam"], eta),
-                   "dc-asgd-a": compensate(stale, base, x_now, lam_a, eta), "gi": gi_est}
-            for name in ESTIMATORS:
-                rows.append({"client": c, "samples": n, "tau": tau, "estimator": name,
-                             "cosine_distance": cosine_distance(est[name], fresh),
-                             "relative_l1": float(relative_l1(est[name], fresh)),
-                             "inversion_loss": min(losses) if name == "gi" else np.nan,
-                             "seconds": gi_seconds if name == "gi" else np.nan})
-            print(f"client {c:2d} τ={tau:3d}  " + "  ".join(
-                f"{r['estimator']}: cos {r['cosine_distance']:.3f} L1 {r['relative_l1']:.3f}" for r in rows[-4:]),
-                flush=True)
+        rec_n = max(1, round(gi["rec_fraction"] * n))
+        if args.rec_max:
+            rec_n = min(rec_n, args.rec_max)
+        for T in ends:
+            x_now = xs[T]
+            fresh = emulator.trainable(trainer.train(x_now, xc, yc, job_seed(seed, c, FRESH_JOB + T))[0] - x_now)
+            again = emulator.trainable(trainer.train(x_now, xc, yc, job_seed(seed, c, AGAIN_JOB + T))[0] - x_now)
+            path = sum(steps[:T])
+            for tau in (t for t in taus if t <= T):
+                base = xs[T - tau]
+                stale_seed = job_seed(seed, c, STALE_JOB + 1000 * T + tau)
+                stale_full = trainer.train(base, xc, yc, stale_seed)[0] - base
+                stale = emulator.trainable(stale_full)
+                est = {"stale": stale, "zero": torch.zeros_like(stale), "fresh-again": again,
+                       "dc-asgd-c": emulator.trainable(compensate(stale_full, base, x_now, dc["lam"], eta)),
+                       "dc-asgd-a": emulator.trainable(compensate(stale_full, base, x_now, lam_a, eta))}
+                misfit, seconds = {}, {}
+                for label_model in ("soft-ce", "free"):
+                    name = f"gi-{label_model}"
+                    settings = InversionSettings(args.iterations, lr, gi["signed"], box, label_model)
+                    gen = torch.Generator().manual_seed(seed * 1000 + c)   # one cold start for both label models
+                    init = Recovered.random(rec_n, tuple(data.x_train.shape[1:]), data.num_classes, gen,
+                                            std=gi["init_std"], box=box)
+                    t1 = time.perf_counter()
+                    rec, losses = invert(emulator, base, stale, init, n, stale_seed, settings)
+                    est[name] = emulator.delta(x_now, rec.x, rec.labels, n, rec.seed, label_model=label_model)
+                    seconds[name], misfit[name] = time.perf_counter() - t1, min(losses)
+                drift = float((x_now - base).norm()) / path
+                for name in ESTIMATORS:
+                    rows.append({"client_program": args.client, "seed": seed, "client": c, "samples": n,
+                                 "rec_samples": rec_n, "T": T, "tau": tau, "drift": drift, "estimator": name,
+                                 "cosine_distance": cosine_distance(est[name], fresh) if name != "zero" else 1.0,
+                                 "relative_l1": float(relative_l1(est[name], fresh)),
+                                 "misfit": misfit.get(name, np.nan), "seconds": seconds.get(name, np.nan)})
+                print(f"seed {seed} client {c:2d} T={T:3d} τ={tau:3d} drift {drift:.2f}  " + "  ".join(
+                    f"{r['estimator']}: cos {r['cosine_distance']:.3f} L1 {r['relative_l1']:.3f}"
+                    + (f" (misfit {r['misfit']:.3f})" if r["estimator"].startswith("gi") else "")
+                    for r in rows[-len(ESTIMATORS):]), flush=True)
+    return rows
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=Path("staleness_error"))
+    ap.add_argument("--taus", default="0,1,4,16,32")
+    ap.add_argument("--ends", default="48,96", help="end versions T of the trajectory (several, well beyond τ)")
+    ap.add_argument("--clients", type=int, default=5, help="probe clients (the largest ones)")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--buffer", type=int, default=5, help="clients per trajectory version (K)")
+    ap.add_argument("--client", choices=("ci", "full-batch"), default="ci",
+                    help="the clients' program: the digits ci preset's, or the reference code's full-batch one")
+    ap.add_argument("--iterations", type=int, default=1000, help="inversion budget per stale update (CPU)")
+    ap.add_argument("--rec-max", type=int, default=0, help="cap on |D_rec| (0: ½|D_i|, the paper's)")
+    ap.add_argument("--gi-lr", type=float, default=None,
+                    help="the inversion's Adam rate (default: gi-switch's, Table 1's 1; the intertwined "
+                         "presets' 50-iteration CPU budget uses 0.1)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)   # tiny graphs: threads only add overhead
+
+    taus = sorted({int(t) for t in args.taus.split(",")})
+    ends = sorted({int(t) for t in args.ends.split(",")})
+    t0 = time.perf_counter()
+    rows = [r for s in args.seeds.split(",") for r in run_seed(args, int(s), taus, ends)]
     frame = pd.DataFrame(rows)
-    summary = (frame.groupby(["tau", "estimator"])[["cosine_distance", "relative_l1"]]
+    summary = (frame.groupby(["client_program", "T", "tau", "estimator"], sort=False)
+               [["drift", "cosine_distance", "relative_l1", "misfit", "seconds"]]
                .agg(["mean", "sem"]).reset_index())
     summary.columns = ["_".join(c).strip("_") for c in summary.columns]
     args.out.mkdir(parents=True, exist_ok=True)
     frame.to_csv(args.out / "staleness_error.csv", index=False)
     summary.to_csv(args.out / "staleness_error_summary.csv", index=False)
-    plot(summary, args.out / "staleness_error.png", len(probes), args.iterations)
-    print(summary.round(3).to_string(index=False))
+    groups = frame.groupby(["seed", "client"]).ngroups
+    plot(summary, args.out / "staleness_error.png", groups, args)
+    cols = ["T", "tau", "estimator", "drift_mean", "cosine_distance_mean", "relative_l1_mean",
+            "relative_l1_sem", "misfit_mean"]
+    print(summary[cols].round(3).to_string(index=False))
     print(f"{time.perf_counter() - t0:.0f} s; wrote {args.out}")
 
 
-def plot(summary: pd.DataFrame, path: Path, clients: int, iterations: int) -> None:
+def plot(summary: pd.DataFrame, path: Path, groups: int, args) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=120)
-    for ax, metric, label in zip(axes, ("cosine_distance", "relative_l1"),
-                                 ("cosine distance to the fresh update", "relative L1 error")):
-        for name in ESTIMATORS:
-            s = summary[summary["estimator"] == name]
-            x = s["tau"].to_numpy()
-            ax.errorbar(np.maximum(x, 0.5), s[f"{metric}_mean"], yerr=s[f"{metric}_sem"], capsize=2,
-                        label=name, **STYLE[name])
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("staleness τ (server versions; τ = 0 drawn at 0.5)")
-        ax.set_ylabel(label)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(f"digits · error of stale-update estimates vs the true fresh update "
-                 f"(mean ± s.e. over {clients} clients; GI {iterations} iterations)", fontsize=9)
+    ends = sorted(summary["T"].unique())
+    fig, axes = plt.subplots(len(ends), 2, figsize=(10, 3.6 * len(ends)), dpi=120, squeeze=False)
+    for row, T in zip(axes, ends):
+        at = summary[summary["T"] == T]
+        for ax, metric, label in zip(row, ("cosine_distance", "relative_l1"),
+                                     ("cosine distance to the fresh update", "relative L1 error")):
+            for name in ESTIMATORS:
+                s = at[at["estimator"] == name]
+                x = s["tau"].to_numpy()
+                ax.errorbar(np.maximum(x, 0.5), s[f"{metric}_mean"], yerr=s[f"{metric}_sem"], capsize=2,
+                            label=name, **STYLE[name])
+            drift = at[at["estimator"] == "stale"]
+            labels = [f"{int(t)}\n{d:.0%}" for t, d in zip(drift["tau"], drift["drift_mean"])]
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(np.maximum(drift["tau"].to_numpy(), 0.5), labels, fontsize=7)
+            ax.minorticks_off()
+            ax.set_xlabel(f"staleness τ (τ = 0 drawn at 0.5) / drift as a share of the path, T = {T}", fontsize=8)
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle(f"digits, {args.client} clients · error of stale-update estimates vs the true fresh update "
+                 f"(mean ± s.e. over {groups} seed × client pairs; GI {args.iterations} iterations, "
+                 f"lr {args.gi_lr if args.gi_lr is not None else GISwitch.defaults['gi_lr']:g})", fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -1,4 +1,5 @@
-"""gi-switch: inversion, warm start, the switching rule and the α blend."""
+"""gi-switch: inversion (label models, box, warm start), the switching rule with its margin
+and window, the α blend, the paper's defaults, and the method's bookkeeping."""
 import numpy as np
 import pytest
 import torch
@@ -7,7 +8,7 @@ from asyncfl_bench.errors import UserError
 from asyncfl_bench.contract.method import ClientUpdate
 from asyncfl_bench.methods.gi_switch import GISwitch, SwitchRule
 from asyncfl_bench.methods.gi_switch.emulation import LocalEmulator
-from asyncfl_bench.methods.gi_switch.inversion import Recovered, invert, relative_l1
+from asyncfl_bench.methods.gi_switch.inversion import InversionSettings, Recovered, invert, relative_l1
 from asyncfl_bench.training.flat import Layout
 from asyncfl_bench.tasks.models import MLP
 from asyncfl_bench.training.local import LocalTrainer
@@ -15,6 +16,8 @@ from conftest import make_context
 
 LOCAL = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.0, "weight_decay": 0.0,
          "batch_size": 4, "epochs": 1, "iterations": 0}
+# the reference code's client: full batch, no momentum, 5 epochs
+FULL_BATCH = {**LOCAL, "batch_size": 1000, "epochs": 5}
 build = lambda: MLP(6, 3, hidden=8)
 
 
@@ -37,12 +40,13 @@ def client():
     return dict(layout=layout, x0=x0, p1=p1, x1=x1, p2=p2, x=x, y=y, trainer=trainer)
 
 
-def _invert(c, emulator, base, params, init, seed, iterations=150, tol=None):
-    return invert(emulator, base, emulator.trainable(params - base), init, 16, seed, iterations, 0.1, tol=tol)
+def _invert(c, emulator, base, params, init, seed, iterations=150, tol=None, **settings):
+    s = InversionSettings(iterations, **{"lr": 0.1, "box": None, **settings})
+    return invert(emulator, base, emulator.trainable(params - base), init, 16, seed, s, tol=tol)
 
 
-def _cold(seed):
-    return Recovered.random(8, (6,), 3, torch.Generator().manual_seed(seed))
+def _cold(seed, n=8, classes=3, dim=6):
+    return Recovered.random(n, (dim,), classes, torch.Generator().manual_seed(seed))
 
 
 def test_inversion_loss_falls_and_warm_start_needs_fewer_iterations(client):
@@ -50,6 +54,7 @@ def test_inversion_loss_falls_and_warm_start_needs_fewer_iterations(client):
     first, losses = _invert(client, em, client["x0"], client["p1"], _cold(3), seed=1)
     assert min(losses[-10:]) < 0.35 * losses[0]                   # falls over iterations
     assert np.mean(losses[100:]) < np.mean(losses[:50])
+    assert first.seed == 1                                        # tagged with the order it was fitted under
     # the same client's next update, from a newer base: cold vs warm from its previous D_rec
     _, cold = _invert(client, em, client["x1"], client["p2"], _cold(4), seed=2)
     goal = min(cold)
@@ -59,17 +64,55 @@ def test_inversion_loss_falls_and_warm_start_needs_fewer_iterations(client):
     assert reach_warm < 0.5 * reach_cold, (reach_warm, reach_cold)
 
 
+def test_free_label_targets_fit_a_client_update_better_than_soft_cross_entropy():
+    """The authors' free targets (BCEWithLogits(log_softmax(z), y), y ∈ R^C) against soft
+    labels softmax(y): the same client, the same cold start, the paper's optimiser (sign-Adam
+    lr 1, box [−2, 2], ×0.1 at 3/8, 5/8, 7/8) at a small budget."""
+    build10 = lambda: MLP(16, 10, hidden=16)
+    torch.manual_seed(0)
+    layout = Layout.of(build10())
+    x0 = layout.flatten(build10())
+    g = torch.Generator().manual_seed(10)
+    x, y = torch.rand(24, 16, generator=g), torch.randint(0, 10, (24,), generator=g)
+    p, _ = LocalTrainer(build10, layout, FULL_BATCH, torch.device("cpu")).train(x0, x, y, seed=1)
+    em = LocalEmulator(build10(), layout, FULL_BATCH)
+    misfit = {}
+    for label_model in ("free", "soft-ce"):
+        settings = InversionSettings(150, 1.0, True, (-2.0, 2.0), label_model)
+        misfit[label_model] = np.array([
+            min(invert(em, x0, em.trainable(p - x0), _cold(start, n=12, classes=10, dim=16), 24, 1, settings)[1])
+            for start in range(3)])                                    # the same 3 cold starts for both
+    # measured: free 0.270, 0.263, 0.264 against soft-ce 0.382, 0.313, 0.305. This problem
+    # is fixed: on other draws of it (model seed, data) the two come closer, some tie
+    assert (misfit["free"] < misfit["soft-ce"]).all(), misfit
+    assert misfit["free"].mean() < 0.9 * misfit["soft-ce"].mean(), misfit
+
+
+def test_box_keeps_recovered_inputs_inside_and_bad_settings_fail(client):
+    em = LocalEmulator(build(), client["layout"], LOCAL)
+    rec, _ = _invert(client, em, client["x0"], client["p1"], _cold(3), seed=1, iterations=20,
+                     box=(-0.5, 0.5), lr=1.0)
+    assert rec.x.min() >= -0.5 and rec.x.max() <= 0.5
+    with pytest.raises(UserError, match="label model"):
+        InversionSettings(label_model="hard")
+    with pytest.raises(UserError, match="low < high"):
+        InversionSettings(box=(1.0, -1.0))
+    with pytest.raises(UserError, match="iterations"):
+        InversionSettings(iterations=0)
+
+
 def test_emulated_update_is_differentiable_in_the_data(client):
     em = LocalEmulator(build(), client["layout"], LOCAL)
     rec = _cold(5)
-    x = rec.x.clone().requires_grad_(True)
-    y = rec.label_logits.clone().requires_grad_(True)
-    em.delta(client["x0"], x, y, 16, 0, create_graph=True).abs().sum().backward()
-    assert x.grad is not None and x.grad.abs().sum() > 0 and y.grad.abs().sum() > 0
+    for label_model in ("free", "soft-ce"):
+        x = rec.x.clone().requires_grad_(True)
+        y = rec.labels.clone().requires_grad_(True)
+        em.delta(client["x0"], x, y, 16, 0, create_graph=True, label_model=label_model).abs().sum().backward()
+        assert x.grad is not None and x.grad.abs().sum() > 0 and y.grad.abs().sum() > 0
 
 
-def test_switches_exactly_at_the_first_e1_above_e2():
-    rule = SwitchRule(blend=10)
+def test_paper_rule_switches_exactly_at_the_first_e1_above_e2():
+    rule = SwitchRule(blend=10, margin=1.0, window=1)
     seq = [(0.2, 0.9), (0.3, 0.8), (0.5, 0.5), (0.4, 0.6), (0.7, 0.65), (0.1, 0.9)]
     fired = [rule.observe(e1, e2, version=10 * i) for i, (e1, e2) in enumerate(seq)]
     assert fired == [False, False, False, False, True, False]    # E1 = E2 is not worse
@@ -78,6 +121,33 @@ def test_switches_exactly_at_the_first_e1_above_e2():
     never = SwitchRule(blend=10, enabled=False)
     assert not any(never.observe(e1, e2, v) for v, (e1, e2) in enumerate(seq))
     assert never.alpha(10**6) == 1.0
+
+
+def test_one_noisy_observation_does_not_switch():
+    # the estimate is better (E1 < E2) except for one check where it is slightly worse
+    seq = [(0.30, 0.50), (0.40, 0.45), (0.55, 0.52), (0.35, 0.50), (0.30, 0.55)]
+    paper = SwitchRule(blend=0, margin=1.0, window=1)
+    assert [paper.observe(e1, e2, v) for v, (e1, e2) in enumerate(seq)] == [False, False, True, False, False]
+    code = SwitchRule(blend=0, margin=0.9, window=1)               # fiexed_dirichlet.py: e2 < 0.9·e1
+    assert not any(code.observe(e1, e2, v) for v, (e1, e2) in enumerate(seq))
+    # one far-off check: the margin alone fires on it, the default mean over 3 checks does not
+    outlier = [(0.30, 0.50), (0.35, 0.50), (0.90, 0.40), (0.30, 0.50), (0.30, 0.45)]
+    assert any(SwitchRule(0, margin=0.9, window=1).observe(e1, e2, v) for v, (e1, e2) in enumerate(outlier))
+    d = GISwitch.defaults
+    averaged = SwitchRule(0, margin=d["switch_margin"], window=d["switch_window"])
+    assert not any(averaged.observe(e1, e2, v) for v, (e1, e2) in enumerate(outlier))
+    assert averaged.switched_at is None and averaged.alpha(10**6) == 1.0
+    # ... but a sustained reversal switches it, at the check that tips the mean
+    sustained = SwitchRule(0, margin=0.9, window=3)
+    worse = [(0.30, 0.50), (0.60, 0.40), (0.60, 0.40), (0.60, 0.40)]
+    assert [sustained.observe(e1, e2, v) for v, (e1, e2) in enumerate(worse)] == [False, False, True, False]
+    # no decision before the window is full, however bad the first check
+    early = SwitchRule(0, margin=0.9, window=3)
+    assert not early.observe(0.9, 0.1, 0) and not early.observe(0.9, 0.1, 1) and early.observe(0.9, 0.1, 2)
+    with pytest.raises(UserError, match="switch_window"):
+        SwitchRule(0, window=0)
+    with pytest.raises(UserError, match="switch_margin"):
+        SwitchRule(0, margin=0.0)
 
 
 def test_alpha_blend_is_continuous_from_estimate_to_stale():
@@ -95,8 +165,19 @@ def test_alpha_blend_is_continuous_from_estimate_to_stale():
 
 def _gi(layout, **hp):
     ctx = make_context(build, num_clients=2, concurrency=2, num_classes=3, local=LOCAL, extras={"input_shape": (6,)})
-    return GISwitch(ctx, torch.zeros(layout.size), **{"iterations": 30, "min_staleness": 3,
+    return GISwitch(ctx, torch.zeros(layout.size), **{"iterations": 30, "gi_lr": 0.1, "min_staleness": 3,
+                                                       "switch_margin": 1.0, "switch_window": 1,
                                                        "aggregation": "fedasync", "alpha": 1.0, **hp})
+
+
+def test_defaults_are_the_papers():
+    d = GISwitch.defaults
+    assert (d["iterations"], d["gi_lr"], d["signed"], d["boxed"], d["box_low"], d["box_high"]) == \
+        (15000, 1.0, True, True, -2.0, 2.0)                            # Table 1
+    assert d["rec_fraction"] == 0.5 and d["rec_max"] == 0 and d["label_model"] == "free"
+    assert d["warm_start"] and (d["switch_margin"], d["switch_window"]) == (0.9, 3)
+    s = InversionSettings()
+    assert (s.iterations, s.lr, s.signed, s.box, s.label_model) == (15000, 1.0, True, (-2.0, 2.0), "free")
 
 
 def test_method_inverts_stale_updates_and_measures_e1_e2_on_the_next(client):
@@ -108,6 +189,8 @@ def test_method_inverts_stale_updates_and_measures_e1_e2_on_the_next(client):
     m.receive(stale)
     assert m.inversions == 1 and m.inversion_seconds > 0 and 0 in m.recovered
     assert m.recovered[0].seed == 1                                    # fitted under the job's own seed
+    assert len(m.recovered[0].x) == 8                                  # ½|D_i|, no cap by default
+    assert m.recovered[0].x.abs().max() <= 2.0                         # boxed
     assert not torch.allclose(m.params - c["x1"], c["p1"] - c["x0"])   # the estimate, not the stale delta
     # the same client's next update, from a base at or after the estimate's version
     base = m.params.clone()
@@ -118,10 +201,31 @@ def test_method_inverts_stale_updates_and_measures_e1_e2_on_the_next(client):
     (version, e1, e2), = m.rule.checks
     em = m.emulator
     want_e2 = float(relative_l1(em.trainable(c["p1"] - c["x0"]), em.trainable(fresh_params - base)))
-    assert version == 8 and e2 == pytest.approx(want_e2)
+    want_e1 = float(relative_l1(m._emulate(base, m.recovered[0], 16), em.trainable(fresh_params - base)))
+    assert version == 8 and e2 == pytest.approx(want_e2) and e1 == pytest.approx(want_e1)
     assert (m.rule.switched_at is not None) == (e1 > e2)
     assert m.inversions == 1                                          # τ = 0: no inversion
     assert m.metrics()["gi_switch_checks"] == 1
+
+
+def test_rec_max_caps_and_warm_start_can_be_turned_off(client):
+    c = client
+    stale = ClientUpdate(client=0, job=0, base_version=0, staleness=7, base=c["x0"], params=c["p1"],
+                         num_samples=16, arrival_time=1.0, job_seed=1)
+    warm = _gi(c["layout"], rec_max=3)
+    warm.params, warm.version = c["x1"].clone(), 7
+    warm.receive(stale)
+    assert len(warm.recovered[0].x) == 3                               # the cap
+    assert warm._init(0, 16) is warm.recovered[0]                      # warm start: the client's last D_rec
+    capped = _gi(c["layout"], rec_max=3, warm_start=False)
+    capped.params, capped.version = c["x1"].clone(), 7
+    capped.receive(stale)
+    first = capped.recovered[0].x.clone()
+    key = int(np.random.SeedSequence([0, 0, 0x61]).generate_state(1)[0])
+    cold = Recovered.random(3, (6,), 3, torch.Generator().manual_seed(key), box=(-2.0, 2.0))
+    assert torch.equal(capped._init(0, 16).x, cold.x)                  # a cold start again, not the last D_rec
+    assert not torch.equal(capped._init(0, 16).x, first)
+    assert _gi(c["layout"]).rec_size(16) == 8 and _gi(c["layout"], rec_max=0).rec_size(1000) == 500
 
 
 def test_fresh_updates_pass_through_and_bad_options_fail(client):
@@ -133,6 +237,12 @@ def test_fresh_updates_pass_through_and_bad_options_fail(client):
     assert m.inversions == 0 and torch.allclose(m.params, client["p1"], atol=1e-6)
     with pytest.raises(UserError, match="rec_fraction"):
         _gi(layout, rec_fraction=0.0)
+    with pytest.raises(UserError, match="rec_max"):
+        _gi(layout, rec_max=-1)
+    with pytest.raises(UserError, match="label model"):
+        _gi(layout, label_model="hard")
+    with pytest.raises(UserError, match="switch_window"):
+        _gi(layout, switch_window=0)
     ctx = make_context(build, num_clients=1, concurrency=1, num_classes=3, local=LOCAL)
     with pytest.raises(UserError, match="input shape"):
         GISwitch(ctx, torch.zeros(layout.size))
@@ -147,5 +257,20 @@ def test_server_state_survives_a_weights_only_checkpoint(client, tmp_path):
     torch.save(m.server_state(), tmp_path / "s.pt")
     again = _gi(c["layout"])
     again.load_server_state(torch.load(tmp_path / "s.pt", weights_only=True))
-    assert torch.equal(again.recovered[0].x, m.recovered[0].x)
+    assert torch.equal(again.recovered[0].x, m.recovered[0].x) and torch.equal(again.recovered[0].labels,
+                                                                              m.recovered[0].labels)
+    assert again.recovered[0].seed == m.recovered[0].seed
     assert again.pending[0][0] == m.pending[0][0] and again.metrics() == m.metrics()
+
+
+@pytest.mark.parametrize("task_name", ["digits", "femnist"])
+def test_cpu_presets_cut_the_budget_and_set_a_rate_for_it(task_name):
+    """The intertwined presets run 50 iterations (Table 1: 15,000): at that budget lr 1
+    leaves the fit far worse than lr 0.1, so they set 0.1; the rest stays Table 1's."""
+    from asyncfl_bench.config.registry import get_method, get_task, methods
+    from asyncfl_bench.config.settings import resolve
+
+    hp = resolve(get_task(task_name), "intertwined", get_method("gi-switch"), 0, "cpu", {},
+                 list(methods()))["method_params"]
+    assert (hp["iterations"], hp["rec_max"], hp["gi_lr"]) == (50, 24, 0.1)
+    assert (hp["label_model"], hp["boxed"], hp["signed"], hp["switch_margin"]) == ("free", True, True, 0.9)

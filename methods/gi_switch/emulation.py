@@ -10,8 +10,9 @@ Two methods reason about what a client *would* have sent from another model:
   optimiser (SGD with momentum and weight decay, or Adam), the same step count
   ``num_steps``, the same mini-batch schedule ``batch_order`` drawn from the job's
   seed, the same augmentation draws from that generator, and the client's loss
-  (cross-entropy on integer labels). Given a client's own data and job seed it
-  reproduces the client's update to float rounding (tests/test_gi_emulation.py).
+  (cross-entropy on integer labels; recovered labels enter as ``LABEL_MODELS`` says).
+  Given a client's own data and job seed it reproduces the client's update to float
+  rounding (tests/test_gi_emulation.py).
 
 What the replay cannot reproduce when D_rec is smaller than D_i (the paper's
 |D_rec| ≈ ½|D_i|): the step count and the optimiser's state evolve exactly as the
@@ -45,17 +46,30 @@ from asyncfl_bench.errors import UserError
 from asyncfl_bench.training.flat import Layout
 from asyncfl_bench.training.local import LOCAL_DEFAULTS, batch_order, num_steps
 
+# How a recovered sample's label enters the emulated loss (integer labels, a client's own
+# data, always use the client's own cross-entropy):
+# * free:    free real-valued targets y ∈ R^C, loss BCEWithLogits(log_softmax(z), y): the
+#            authors' code (inversefed ``loss_steps`` with 2-D labels on models that end in
+#            log_softmax; the targets start as randn (n, C) in ``_run_trial``);
+# * soft-ce: soft labels softmax(y), loss −Σ softmax(y)·log_softmax(z) (DLG's label recovery).
+LABEL_MODELS = ("free", "soft-ce")
+
+
 def soft_cross_entropy(logits: torch.Tensor, label_logits: torch.Tensor) -> torch.Tensor:
     """Cross-entropy against soft labels softmax(label_logits), mean over the batch."""
     return -(label_logits.softmax(-1) * logits.log_softmax(-1)).sum(-1).mean()
 
 
-def label_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def label_loss(logits: torch.Tensor, labels: torch.Tensor, label_model: str = "free") -> torch.Tensor:
     """The emulated client's loss on one batch: its own cross-entropy on integer labels
-    (training/local.py), soft cross-entropy on recovered label logits."""
+    (training/local.py); on recovered float labels, the ``label_model``'s (``LABEL_MODELS``)."""
     if not labels.is_floating_point():
         return F.cross_entropy(logits, labels)
-    return soft_cross_entropy(logits, labels)
+    if label_model == "free":
+        return F.binary_cross_entropy_with_logits(logits.log_softmax(-1), labels)
+    if label_model == "soft-ce":
+        return soft_cross_entropy(logits, labels)
+    raise UserError(f"unknown label model '{label_model}'; valid: {', '.join(LABEL_MODELS)}")
 
 
 @dataclass(frozen=True)
@@ -155,9 +169,10 @@ class LocalEmulator:
         return ClientProgram.of(self.local, num_samples)
 
     def delta(self, base: torch.Tensor, x: torch.Tensor, labels: torch.Tensor, num_samples: int,
-              seed: int, create_graph: bool = False) -> torch.Tensor:
+              seed: int, create_graph: bool = False, label_model: str = "free") -> torch.Tensor:
         """LocalUpdate(base; x, labels) − base on the trainable entries, flat, for a client
-        holding ``num_samples`` samples, its batches drawn from the job seed ``seed``."""
+        holding ``num_samples`` samples, its batches drawn from the job seed ``seed``.
+        Float ``labels`` (recovered ones) enter the loss as ``label_model`` says."""
         program = self.program(num_samples)
         state = self.layout.unflatten(base)
         names = self.param_names
@@ -173,7 +188,7 @@ class LocalEmulator:
                 if self.augment is not None:
                     xb = self.augment(xb, gen)
                 logits = functional_call(self.model, {**dict(zip(names, params)), **buffers}, (xb,))
-                grads = torch.autograd.grad(label_loss(logits, yb), params,
+                grads = torch.autograd.grad(label_loss(logits, yb, label_model), params,
                                             create_graph=create_graph)
                 params = opt.step(params, grads)
                 if not create_graph:   # keep one step's graph, not the whole unroll's

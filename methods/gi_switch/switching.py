@@ -6,13 +6,19 @@ from asyncfl_bench.errors import UserError
 
 
 class SwitchRule:
-    """Switch once E1 > E2, then fade the estimate's weight α from 1 to 0
-    over ``blend`` server versions."""
+    """Switch once mean(E2) < ``margin``·mean(E1) over the last ``window`` checks, then
+    fade the estimate's weight α from 1 to 0 over ``blend`` server versions.
 
-    def __init__(self, blend: int, enabled: bool = True):
+    ``margin=1, window=1`` (the defaults here) is the paper's rule, E1 > E2; the reference
+    code switches on ``e2 < e1*0.9`` (margin 0.9, window 1). No decision is taken before
+    ``window`` checks exist."""
+
+    def __init__(self, blend: int, enabled: bool = True, margin: float = 1.0, window: int = 1):
         if blend < 0:
             raise UserError(f"blend_versions must be >= 0, got {blend}")
-        self.blend, self.enabled = blend, enabled
+        if not margin > 0 or window < 1:
+            raise UserError(f"switch_margin must be > 0 and switch_window >= 1, got {margin}, {window}")
+        self.blend, self.enabled, self.margin, self.window = blend, enabled, float(margin), int(window)
         self.switched_at: int | None = None
         self.checks: list[tuple[int, float, float]] = []   # (version, E1, E2)
 
@@ -21,7 +27,12 @@ class SwitchRule:
         if not self.enabled or self.switched_at is not None:
             return False
         self.checks.append((version, e1, e2))
-        if e1 > e2:
+        if len(self.checks) < self.window:
+            return False
+        recent = self.checks[-self.window:]
+        mean_e1 = sum(c[1] for c in recent) / self.window
+        mean_e2 = sum(c[2] for c in recent) / self.window
+        if mean_e2 < self.margin * mean_e1:
             self.switched_at = version
             return True
         return False
