@@ -39,10 +39,61 @@ def write_run(root: Path, method: str, seed: int, final: float, tuned: bool = Fa
     return folder
 
 
-def make_results(root: Path, seeds=(0, 1), trace: str = "fedrevive") -> Path:
-    """fedbuff tuned, fedasync (one seed diverged) and fedavg-sync on default values."""
+TRIAL_SETUP = {"trace": "fedrevive", "target_accuracy": 0.5, "validation_fraction": 0.1}
+
+
+def write_trial_run(root: Path, server_lr: float, val_final: float, seed: int = 1000, setup=None) -> None:
+    """One run of a tuning trial as `tune` leaves it under RESULTS/tuned/trials/."""
+    folder = root / "tuned" / "trials" / "digits" / "fedbuff" / f"lr{server_lr}-s{seed}-{len(str(setup))}"
+    folder.mkdir(parents=True)
+    config = {"task": "digits", "preset": "ci", "method": "fedbuff", "seed": seed,
+              "method_params": {"server_lr": server_lr, "buffer_size": 5},
+              "setup": {**(setup or TRIAL_SETUP), "evaluate_on": "validation"}}
+    (folder / "config.json").write_text(json.dumps(config))
+    pd.DataFrame({"arrivals": [0, 10], "time": [0.0, 4.0], "accuracy": [np.nan, np.nan],
+                  "val_accuracy": [0.1, val_final]}).to_csv(folder / "curve.csv", index=False)
+    (folder / "summary.json").write_text(json.dumps({"diverged": False, "final_accuracy": val_final}))
+
+
+def write_tuning(root: Path) -> None:
+    """A tuned-values file (the format `tune` writes) and its three trials, plus runs that are
+    not its trials: another setup, and a seed that is not a tuning seed."""
+    (root / "tuned").mkdir(parents=True, exist_ok=True)
+    (root / "tuned" / "digits-ci.json").write_text(json.dumps({
+        "format": "asyncfl-bench tuned values", "schema": 1, "task": "digits", "preset": "ci",
+        "objective": "final_accuracy", "direction": "maximize",
+        "budget": {"trials": 3, "runs_per_trial": 1, "sampler": "TPE", "sampler_seed": 0, "startup_trials": 10},
+        "tuning_seeds": [1000], "validation_fraction": 0.1, "setup": TRIAL_SETUP, "storage": "digits-ci.db",
+        "methods": {"fedbuff": {"params": {"server_lr": 0.5}, "value": 0.8, "best_trial": 1, "study": "s",
+                                "space": {"server_lr": "log:low=0.1,high=5.0"}}}}))
+    for lr in (0.1, 0.5, 1.0):
+        write_trial_run(root, lr, 0.8 - abs(lr - 0.5))
+    write_trial_run(root, 2.0, 0.99, setup={**TRIAL_SETUP, "trace": "constant"})   # another tune's setup
+    write_trial_run(root, 3.0, 0.99, seed=7)                                        # not a tuning seed
+
+
+def write_study(storage: Path) -> None:
+    """The study `write_tuning`'s file names ("s"), as `tune` leaves it in its SQLite storage:
+    a failed trial, three finished ones, and a fourth beyond the file's budget of three."""
+    import optuna
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{storage}", direction="maximize")
+    space = {"server_lr": FloatDistribution(0.1, 5.0, log=True)}
+    study.add_trial(create_trial(params={"server_lr": 1.5}, distributions=space, state=TrialState.FAIL))
+    for lr, value in [(0.2, 0.6), (0.5, 0.9), (3.0, 0.1), (4.0, 0.95)]:
+        study.add_trial(create_trial(params={"server_lr": lr}, distributions=space, value=value))
+
+
+def make_results(root: Path, seeds=(0, 1), trace: str = "fedrevive", tuning: bool = False) -> Path:
+    """fedbuff tuned, fedasync (one seed diverged) and fedavg-sync on default values;
+    ``tuning``: also the tuned-values file and trial runs `tune` leaves (``write_tuning``)."""
     for method, final in METHODS.items():
         for seed in seeds:
             write_run(root, method, seed, final + 0.01 * seed, tuned=method == "fedbuff",
                       diverged=method == "fedasync" and seed == 1, trace=trace)
+    if tuning:
+        write_tuning(root)
     return root

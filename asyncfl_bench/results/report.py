@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from asyncfl_bench.errors import UserError
+from asyncfl_bench.results import plots, sensitivity
 from asyncfl_bench.results.columns import DEFAULT, DIAGNOSTIC, ranking_groups
 from asyncfl_bench.results.metrics import (
     mean_accuracy_over_time,
@@ -256,55 +257,41 @@ def _schedule_column(runs: pd.DataFrame) -> pd.Series:
     return runs.groupby(["task", "preset", "method"])["schedule_hash"].agg(label)
 
 
-def plot_accuracy(curves: pd.DataFrame, task: str, preset: str, path: Path,
-                  column: str = "accuracy", what: str = "accuracy") -> None:
-    """Accuracy (or another curve ``column``) against virtual time, one line per method,
-    band = min..max over seeds."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    sub = curves[(curves["task"] == task) & (curves["preset"] == preset)]
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
-    grid = np.linspace(0, sub.groupby(["method", "seed"])["time"].max().min(), 200)
-    for method, g in sub.groupby("method"):
-        ys = np.stack([np.interp(grid, c["time"], c[column]) for _, c in g.groupby("seed")])
-        mean = ys.mean(0)
-        line, = ax.plot(grid, mean, label=f"{method} (n={len(ys)})", lw=1.6)
-        if len(ys) > 1:
-            ax.fill_between(grid, ys.min(0), ys.max(0), color=line.get_color(), alpha=0.18, lw=0)
-    ax.set_xlabel("virtual time (s)")
-    ax.set_ylabel(f"test {what}")
-    ax.set_title(f"{task} · {preset}: {what} vs time (band: min–max over seeds)", fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
-
-
-def plot_slow_classes(runs: pd.DataFrame, curves: pd.DataFrame, task: str, preset: str, out: Path) -> Path | None:
-    """For runs on an intertwined trace: accuracy on the delayed classes against time."""
-    if "slow_classes" not in runs:
-        return None
-    spec = runs.loc[(runs["task"] == task) & (runs["preset"] == preset), "slow_classes"].dropna().unique()
-    if len(spec) != 1:      # none, or runs that delayed different classes: no common curve
-        return None
-    cols = [f"class_acc_{c}" for c in str(spec[0]).split("/")]
-    sub = curves[(curves["task"] == task) & (curves["preset"] == preset)].copy()
-    if any(c not in sub for c in cols):
-        return None
-    sub["slow_class_accuracy"] = sub[cols].mean(axis=1)
-    path = out / f"{task}-{preset}-slow-class-accuracy.png"
-    plot_accuracy(sub, task, preset, path, "slow_class_accuracy", f"accuracy on slow class(es) {spec[0]}")
-    return path
+def write_plots(runs: pd.DataFrame, curves: pd.DataFrame, task: str, preset: str, out: Path,
+                results: Path | None = None) -> list[Path]:
+    """PNGs of one task/preset: accuracy against virtual time (every run drawn to its own
+    end, mean and min–max band over seeds; one panel per method with the others greyed
+    behind it from ``plots.SMALL_MULTIPLES_FROM`` methods on), on intertwined traces the
+    slow classes' accuracy, and where ``results`` holds a tune of this task/preset, its
+    sensitivity plot."""
+    pick = lambda f: f[(f["task"] == task) & (f["preset"] == preset)]
+    sub, sub_runs = pick(curves), pick(runs)
+    colors = plots.method_colors(sub["method"].unique())
+    many = sub["method"].nunique() >= plots.SMALL_MULTIPLES_FROM
+    band = "band: min–max over seeds"
+    path = out / f"{task}-{preset}-accuracy.png"
+    plots.save_png(plots.curve_figure(sub, "time", "accuracy", "test accuracy",
+                                      f"{task} · {preset}: accuracy vs virtual time ({band})", colors, many), path)
+    written = [path]
+    spec = sub_runs["slow_classes"].dropna().unique() if "slow_classes" in sub_runs else []
+    cols = [f"class_acc_{c}" for c in str(spec[0]).split("/")] if len(spec) == 1 else []
+    if cols and all(c in sub for c in cols):   # runs that delayed different classes have no common curve
+        path = out / f"{task}-{preset}-slow-class-accuracy.png"
+        plots.save_png(plots.curve_figure(sub.assign(slow=sub[cols].mean(axis=1)), "time", "slow",
+                                          f"accuracy on slow class(es) {spec[0]}",
+                                          f"{task} · {preset}: slow-class accuracy ({band})", colors, many), path)
+        written.append(path)
+    tuned = sensitivity.read_tuned(results, task, preset) if results is not None else None
+    fig = sensitivity.sensitivity(results, tuned, colors)[0] if tuned is not None else None
+    if fig is not None:
+        path = out / f"{task}-{preset}-tuning-sensitivity.png"
+        plots.save_png(fig, path)
+        written.append(path)
+    return written
 
 
 def build_report(results: Path, out: Path) -> tuple[pd.DataFrame, list[Path]]:
-    """leaderboard.csv/.md, schedules.csv and PNGs in ``out``."""
+    """leaderboard.csv/.md, schedules.csv and PNGs (``write_plots``) in ``out``."""
     runs, curves = load(Path(results))
     board = leaderboard(runs, curves)
     if "schedule_hash" in runs:
@@ -320,12 +307,7 @@ def build_report(results: Path, out: Path) -> tuple[pd.DataFrame, list[Path]]:
     atomic_write(written[0], board.to_csv(index=False).encode())
     atomic_write(written[1], _markdown(board).encode())
     for task, preset in runs[["task", "preset"]].drop_duplicates().itertuples(index=False):
-        path = out / f"{task}-{preset}-accuracy.png"
-        plot_accuracy(curves, task, preset, path)
-        written.append(path)
-        path = plot_slow_classes(runs, curves, task, preset, out)
-        if path is not None:
-            written.append(path)
+        written += write_plots(runs, curves, task, preset, out, Path(results))
     return board, written
 
 
