@@ -80,4 +80,6 @@ def test_summary_records_the_thread_count(tmp_path):
     finally:
         torch.set_num_threads(before)
     [summary] = list(tmp_path.glob("digits/fedbuff/*/summary.json"))
-    assert json.loads(summary.read_text())["threads"] == 1
+    summary = json.loads(summary.read_text())
+    assert summary["threads"] == 1
+    assert summary["machine"]["torch"] == torch.__version__   # the report's "Machine and versions"

@@ -57,6 +57,33 @@ def test_many_methods_get_one_panel_each_best_first_the_rest_in_grey():
     assert plots.MUTED not in colors.values() and len(set(colors.values())) == 9   # no method drawn in grey
 
 
+def test_svg_names_no_outside_address_and_keeps_its_size():
+    fig = plots.curve_figure(curves_of({"a": [10.0]}), "time", "accuracy", "acc", "t", {"a": "#1f77b4"},
+                             figure_id="fig1", size=plots.PAGE_SIZE)
+    svg = plots.svg_markup(fig, "fig1")
+    assert svg.startswith("<svg") and "<metadata>" not in svg
+    assert "http" not in svg.replace("http://www.w3.org", "")
+    assert f"max-width:{round(plots.PAGE_SIZE[0] * 120)}px" in svg and 'id="fig1-m0-0"' in svg
+    assert svg == plots.svg_markup(fig, "fig1")             # the same markup every time: a rebuilt page is equal
+
+
+def test_staleness_and_server_cost_figures():
+    colors = plots.method_colors(["a", "b"])
+    fig = plots.staleness_figure({"a": np.arange(1000) % 4, "b": np.r_[np.zeros(999), 500]}, colors, "t",
+                                 figure_id="f")
+    [ax] = fig.axes
+    assert ax.get_xlim()[1] < 10 and "max 500" in ax.get_xlabel()   # a heavy tail is named, not drawn
+    assert ax.get_ylim()[0] == 0                                     # shares drawn from zero
+    fig.canvas.draw()
+    assert all(float(t).is_integer() for t in ax.get_xticks())      # whole versions only
+    shares = {line.get_gid(): line.get_ydata() for line in ax.get_lines()}
+    assert shares["f-m0-0"] == pytest.approx([0.25] * 4 + [0.0] * (len(shares["f-m0-0"]) - 4))
+    fig = plots.server_cost_figure({"a": [1.0, 3.0], "b": [0.0, 0.0]}, colors, "t")
+    [ax] = fig.axes
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["b", "a"]   # cheapest first
+    assert ax.get_xlim()[1] == pytest.approx(1.18 * 3.0)
+
+
 def test_long_labels_wrap_after_commas_and_keep_every_character():
     label = "fedrevive[synth_every=1,class_proportions=histogram,distillation=True]"
     text = plots.wrapped(label, 30)

@@ -1,15 +1,17 @@
-"""The report's figures: matplotlib ``Figure`` objects (no pyplot state), saved as PNG
-next to the Markdown leaderboard.
+"""The report's figures: matplotlib ``Figure`` objects (no pyplot state), saved as PNG for
+the Markdown report or as inline SVG for the HTML one.
 
 Every method keeps one colour in every figure of a task/preset. Curves run to the end
 of each method's own run (a dot marks where it ends), so a synchronous baseline that
 needs more virtual time for the same arrivals is shown whole; a dotted line marks the
 common horizon over which the leaderboard's "accuracy over time" is measured. From
 ``SMALL_MULTIPLES_FROM`` methods on, one panel per method (the others in grey behind it)
-replaces one panel of tangled lines.
+replaces one panel of tangled lines. In SVG, each method's artists carry ids
+``<figure>-m<index>-<k>`` so the page can toggle and highlight them.
 """
 from __future__ import annotations
 
+import io
 import math
 import re
 
@@ -17,11 +19,13 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 SMALL_MULTIPLES_FROM = 5   # from this many methods on, the PNG draws one panel per method
 GRID_POINTS = 200
 MUTED = "#c4c4c4"
 PNG_SIZE = (7, 4.2)      # inches; a PNG in the Markdown report
+PAGE_SIZE = (4.8, 3.1)   # smaller figures for the HTML page: its SVG text stays legible at phone width
 
 
 def method_colors(methods) -> dict[str, str]:
@@ -86,11 +90,12 @@ def _horizon_line(ax, horizon: float, label: bool) -> None:
 
 
 def curve_figure(curves: pd.DataFrame, x: str, column: str, ylabel: str, title: str,
-                 colors: dict[str, str], small_multiples: bool = False,
+                 colors: dict[str, str], small_multiples: bool = False, figure_id: str = "",
                  size: tuple[float, float] = PNG_SIZE) -> Figure:
     """``column`` against ``x`` (virtual time or arrivals), the mean over seeds with a
     min–max band. One panel with every method, or (``small_multiples``) one panel per
-    method with the others in grey behind it."""
+    method with the others in grey behind it. With ``figure_id``, method i's artists get
+    SVG ids ``{figure_id}-m{i}-{k}`` and the figure has no legend (the page has its own)."""
     methods = sorted(curves["method"].unique())
     bands = {m: seed_band(curves[curves["method"] == m], x, column) for m in methods}
     horizon = common_horizon(curves, x) if x == "time" else None
@@ -98,15 +103,18 @@ def curve_figure(curves: pd.DataFrame, x: str, column: str, ylabel: str, title: 
     if not small_multiples:
         fig = Figure(figsize=size, dpi=120, layout="constrained")
         ax = fig.add_subplot()
-        for m in methods:
+        for i, m in enumerate(methods):
             grid, mean, lo, hi, n = bands[m]
-            _draw_method(ax, grid, mean, lo, hi, n, colors[m], f"{wrapped(m)} (n={n})")
+            for k, artist in enumerate(_draw_method(ax, grid, mean, lo, hi, n, colors[m], f"{wrapped(m)} (n={n})")):
+                if figure_id:
+                    artist.set_gid(f"{figure_id}-m{i}-{k}")
         if horizon is not None:
             _horizon_line(ax, horizon, label=True)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        if not figure_id:            # the HTML page has its own legend with toggles
+            ax.legend(fontsize=8, loc="lower right")
         fig.suptitle(title, fontsize=10)
         return fig
     # panels in leaderboard order (best final value first): the story reads left to right
@@ -133,6 +141,59 @@ def curve_figure(curves: pd.DataFrame, x: str, column: str, ylabel: str, title: 
     fig.supxlabel(xlabel, fontsize=9)
     fig.supylabel(ylabel, fontsize=9)
     fig.suptitle(title + (" — dotted: common horizon" if horizon is not None else ""), fontsize=10)
+    return fig
+
+
+def staleness_figure(staleness: dict[str, np.ndarray], colors: dict[str, str], title: str,
+                     figure_id: str = "", size: tuple[float, float] = PAGE_SIZE) -> Figure:
+    """Share of arrivals at each staleness (server versions between dispatch and arrival),
+    one step line per method: methods that update on every arrival see the schedule's
+    staleness itself, buffered ones count fewer versions on the same schedule. The axis
+    ends at the largest 99th percentile (a heavy tail would squash the rest); the
+    title gives the maximum."""
+    fig = Figure(figsize=size, dpi=120, layout="constrained")
+    ax = fig.add_subplot()
+    top = max(int(np.ceil(np.percentile(v, 99))) for v in staleness.values())
+    largest = max(int(v.max()) for v in staleness.values())
+    edges = np.arange(top + 2) - 0.5
+    for i, (m, values) in enumerate(sorted(staleness.items())):
+        share = np.histogram(values, bins=edges)[0] / len(values)
+        line, = ax.step(np.arange(top + 1), share, where="mid", color=colors[m], lw=1.4, label=m)
+        if figure_id:
+            line.set_gid(f"{figure_id}-m{i}-0")
+    # on two lines: one would run past a phone-width figure
+    ax.set_xlabel("staleness τ (server versions)" + (f"\naxis ends at the 99th percentile; max {largest}"
+                                                     if largest > top else ""))
+    ax.set_ylabel("share of arrivals")
+    ax.set_ylim(bottom=0)   # shares from zero: an even spread must not read as a zoomed-in wiggle
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))   # staleness counts versions: no 0.5 ticks
+    ax.grid(alpha=0.3)
+    if not figure_id:
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def server_cost_figure(cost: dict[str, list[float]], colors: dict[str, str], title: str,
+                       width: float = PAGE_SIZE[0]) -> Figure:
+    """Server milliseconds per arrival (wall clock of ``receive``): a bar per method at the
+    mean over seeds, a dot per seed."""
+    methods = sorted(cost, key=lambda m: np.mean(cost[m]))
+    lines = sum(wrapped(m, 24).count("\n") + 1 for m in methods)   # room for labels over several lines
+    fig = Figure(figsize=(width, 0.4 * len(methods) + 0.15 * (lines - len(methods)) + 1.1), dpi=120,
+                 layout="constrained")
+    ax = fig.add_subplot()
+    for y, m in enumerate(methods):
+        ax.barh(y, np.mean(cost[m]), color=colors[m], alpha=0.8)
+        ax.plot(cost[m], [y] * len(cost[m]), "o", color="black", ms=3)
+        ax.annotate(f"{np.mean(cost[m]):.2f}", (np.mean(cost[m]), y), xytext=(4, 0), textcoords="offset points",
+                    va="center", fontsize=8)
+    ax.set_yticks(range(len(methods)), [wrapped(m, 24) for m in methods], fontsize=8)
+    # room right of the longest bar (or slowest seed) for its value label
+    ax.set_xlim(0, 1.18 * max(max(v) for v in cost.values()) or 1.0)   # (all zero: a unit axis, not an empty one)
+    ax.set_xlabel("server ms per arrival (wall clock)")
+    ax.grid(alpha=0.3, axis="x")
+    fig.suptitle(title, fontsize=10)
     return fig
 
 
@@ -194,3 +255,23 @@ def save_png(fig: Figure, path) -> None:
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp)
     tmp.replace(path)
+
+
+def svg_markup(fig: Figure, salt: str) -> str:
+    """The figure as an ``<svg>`` element to inline in HTML: text stays text, the ids
+    matplotlib makes for clip paths are salted per figure (unique on one page, and the
+    same on every rebuild), no date, and no fixed size (the page scales it, up to about
+    its own size)."""
+    buf = io.StringIO()
+    with matplotlib.rc_context({"svg.hashsalt": salt, "svg.fonttype": "none"}):
+        fig.savefig(buf, format="svg", metadata={"Date": None})
+    text = buf.getvalue()
+    text = text[text.index("<svg"):]
+    # matplotlib's RDF block names Dublin Core schema URLs: nothing is fetched, but a page
+    # that promises no outside address should not contain any
+    text = re.sub(r"\s*<metadata>.*?</metadata>", "", text, flags=re.DOTALL)
+    head, rest = text.split(">", 1)
+    head = re.sub(r'\s(width|height)="[^"]*"', "", head)
+    # it shrinks with the screen, but never grows far past its own size (big text otherwise)
+    widest = round(fig.get_figwidth() * 120)
+    return f'{head} preserveAspectRatio="xMidYMid meet" role="img" style="max-width:{widest}px">{rest}'

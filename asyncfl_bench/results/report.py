@@ -1,13 +1,14 @@
-"""Leaderboard and plots from a results folder (pandas in, Markdown/CSV/PNG out)."""
+"""Leaderboard and plots from a results folder (pandas in, Markdown/CSV/PNG/HTML out)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.results import plots, sensitivity
+from asyncfl_bench.results import html, plots, sensitivity
 from asyncfl_bench.results.columns import DEFAULT, DIAGNOSTIC, ranking_groups
 from asyncfl_bench.results.metrics import (
     mean_accuracy_over_time,
@@ -290,8 +291,9 @@ def write_plots(runs: pd.DataFrame, curves: pd.DataFrame, task: str, preset: str
     return written
 
 
-def build_report(results: Path, out: Path) -> tuple[pd.DataFrame, list[Path]]:
-    """leaderboard.csv/.md, schedules.csv and PNGs (``write_plots``) in ``out``."""
+def build_report(results: Path, out: Path, with_html: bool = True) -> tuple[pd.DataFrame, list[Path]]:
+    """leaderboard.csv/.md, schedules.csv, PNGs (``write_plots``) and (``with_html``)
+    report.html, first in the list, in ``out``."""
     runs, curves = load(Path(results))
     board = leaderboard(runs, curves)
     if "schedule_hash" in runs:
@@ -308,7 +310,20 @@ def build_report(results: Path, out: Path) -> tuple[pd.DataFrame, list[Path]]:
     atomic_write(written[1], _markdown(board).encode())
     for task, preset in runs[["task", "preset"]].drop_duplicates().itertuples(index=False):
         written += write_plots(runs, curves, task, preset, out, Path(results))
+    if with_html:
+        page = html.render(Path(results), out, runs.assign(synchronous=synchronous_runs(runs)), curves, board,
+                           REFERENCE, board.attrs.get("warnings", []))
+        written.insert(0, out / "report.html")
+        atomic_write(written[0], page.encode())
+    for path in written:   # a report is for sharing: readable as the umask allows, as a plain write would be
+        path.chmod(0o666 & ~_umask())
     return board, written
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _markdown_table(frame: pd.DataFrame) -> list[str]:

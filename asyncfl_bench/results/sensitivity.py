@@ -90,9 +90,11 @@ def tuning_trials(results: Path, tuned: dict) -> dict[str, pd.DataFrame]:
     return {m: pd.DataFrame(r) for m, r in rows.items()}
 
 
-def sensitivity(results: Path, tuned: dict, colors: dict[str, str]):
-    """The tuning sensitivity of one tuned-values file: (figure, None), or (None, why there
-    is none). A damaged study database (or trial runs) costs this plot, not the report."""
+def sensitivity(results: Path, tuned: dict, colors: dict[str, str], per_method: bool = False):
+    """The tuning sensitivity of one tuned-values file: (figure, None), or with ``per_method``
+    ([(figure, caption)] one narrow figure per method, for the HTML page), None), or (None,
+    why there is none). A damaged study database (or trial runs) costs this plot, not the
+    report."""
     import optuna.exceptions
     import sqlalchemy.exc
 
@@ -110,5 +112,12 @@ def sensitivity(results: Path, tuned: dict, colors: dict[str, str]):
     # the colour of the method's tuned runs (labelled method[tuned] where default ones exist)
     colors = {m: colors.get(f"{m}[tuned]", colors.get(m, "#1f77b4")) for m in tuned["methods"]}
     ylabel, title = f"{tuned['objective']} on validation", f"{tuned['task']} · {tuned['preset']}: tuning sensitivity"
+    none = "no finished trial in the studies or under tuned/trials/"
+    if per_method:
+        figures = [(plots.sensitivity_figure({m: frame}, log_scale, best, colors, ylabel, f"{m}: tuning sensitivity",
+                                             cols=1, width=plots.PAGE_SIZE[0]), f"{m}: {len(frame)} trials")
+                   for m, frame in sorted(trials.items())]
+        figures = [(f, c) for f, c in figures if f is not None]
+        return (figures, None) if figures else (None, none)
     fig = plots.sensitivity_figure(trials, log_scale, best, colors, ylabel, title)
-    return fig, None if fig is not None else "no finished trial in the studies or under tuned/trials/"
+    return fig, None if fig is not None else none

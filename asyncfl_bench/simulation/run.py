@@ -23,6 +23,7 @@ from asyncfl_bench.contract.task import TaskData, evaluation_view, hold_out_prox
 from asyncfl_bench.results.metrics import time_to_target
 from asyncfl_bench.results.store import ensure_writable, finished_summary, run_dir, write_csv, write_json
 from asyncfl_bench.simulation import checkpoint
+from asyncfl_bench.simulation.device import machine
 from asyncfl_bench.simulation.simulator import RunLog, Simulator, headline
 from asyncfl_bench.traces.generators import make_trace, trace_slow_classes
 from asyncfl_bench.traces.model import Trace
@@ -200,7 +201,7 @@ def execute(config: dict, task, data: TaskData, opts: RunOptions,
     write_csv(folder / "arrivals.csv",
               pd.DataFrame(log.arrivals, columns=["arrival", "client", "time", "staleness", "base_version"]))
     summary = {**summarise(config, log, schedule, trace), **method.metrics(),
-               "threads": torch.get_num_threads(),
+               "threads": torch.get_num_threads(), "machine": machine(config["device"]),
                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     write_json(folder / "summary.json", summary)
     if opts.keep_checkpoints:
