@@ -6,6 +6,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from asyncfl_bench.config.settings import run_id
+
 METHODS = {"fedbuff": 0.80, "fedasync": 0.70, "fedavg-sync": 0.90}   # final accuracy per method
 MACHINE = {"cpu": "Test CPU 3000", "cpus": 8, "accelerator": "none", "os": "Linux-test", "python": "3.11.0",
            "torch": "2.13.0+cpu", "numpy": "2.0.0", "asyncfl_bench": "0.1.0"}   # summary.json's "machine"
@@ -14,14 +16,13 @@ TUNING = {"objective": "final_accuracy", "trials": 3, "runs_per_trial": 1, "tuni
 
 
 def write_run(root: Path, method: str, seed: int, final: float, tuned: bool = False, diverged: bool = False,
-              trace: str = "fedrevive", params: dict | None = None, rid: str = "") -> Path:
+              trace: str = "fedrevive", params: dict | None = None) -> Path:
     """One finished run folder as `run` writes it, with a known curve (no training)."""
     sync = method == "fedavg-sync"
-    rid = rid or f"{method[:4]}{seed}{'t' if tuned else ''}"
-    folder = root / "digits" / method / rid
-    folder.mkdir(parents=True)
     config = {"task": "digits", "preset": "ci", "method": method, "seed": seed, "device": "cpu",
               "method_params": params or {}, "setup": {"trace": trace}, **({"tuning": TUNING} if tuned else {})}
+    folder = root / "digits" / method / run_id(config)   # named by its config's hash, as `run` names it
+    folder.mkdir(parents=True)
     end = 30.0 if sync else 10.0 + seed            # the synchronous run needs more virtual time
     t = np.linspace(0, end, 7)
     acc = np.linspace(0.1, final, 7)
@@ -47,11 +48,11 @@ TRIAL_SETUP = {"trace": "fedrevive", "target_accuracy": 0.5, "validation_fractio
 
 def write_trial_run(root: Path, server_lr: float, val_final: float, seed: int = 1000, setup=None) -> None:
     """One run of a tuning trial as `tune` leaves it under RESULTS/tuned/trials/."""
-    folder = root / "tuned" / "trials" / "digits" / "fedbuff" / f"lr{server_lr}-s{seed}-{len(str(setup))}"
-    folder.mkdir(parents=True)
     config = {"task": "digits", "preset": "ci", "method": "fedbuff", "seed": seed,
               "method_params": {"server_lr": server_lr, "buffer_size": 5},
               "setup": {**(setup or TRIAL_SETUP), "evaluate_on": "validation"}}
+    folder = root / "tuned" / "trials" / "digits" / "fedbuff" / run_id(config)
+    folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps(config))
     pd.DataFrame({"arrivals": [0, 10], "time": [0.0, 4.0], "accuracy": [np.nan, np.nan],
                   "val_accuracy": [0.1, val_final]}).to_csv(folder / "curve.csv", index=False)

@@ -190,8 +190,7 @@ def test_page_in_headless_chromium(tmp_path):
 
         # long variant labels (one method run with settings that differ) wrap, in tables, legends and captions
         for i, value in enumerate(("a" * 40, "b" * 40)):
-            write_run(results, "fedasync", 0, 0.6, params={"synthesiser": value, "x_long_setting": i, "y": i, "z": i},
-                      rid=f"variant{i}")
+            write_run(results, "fedasync", 0, 0.6, params={"synthesiser": value, "x_long_setting": i, "y": i, "z": i})
         build_report(results, results / "report")
         _open(browser, url, 390)
         labels = browser.execute_script(

@@ -49,4 +49,4 @@ def parse_seeds(text: str) -> list[int]:
         raise UserError(f"--seeds '{text}' is not a list of integers; fix: write e.g. 0,1,2 or 0-4") from None
     if not seeds:
         raise UserError("--seeds is empty; fix: write e.g. --seeds 0,1,2")
-    return seeds
+    return list(dict.fromkeys(seeds))   # a seed named twice runs once

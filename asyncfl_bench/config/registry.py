@@ -76,4 +76,4 @@ def method_names(spec: str) -> list[str]:
     for n in names:
         if n not in known:
             get_method(n)   # raises, naming the valid ones
-    return names
+    return list(dict.fromkeys(names))   # a method named twice runs once

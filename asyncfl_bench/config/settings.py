@@ -8,10 +8,9 @@ what it overrides, so a typo is an error, not a silently ignored setting.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 
 from asyncfl_bench.errors import UserError
+from asyncfl_bench.config.identity import run_id  # noqa: F401  (re-exported: settings.run_id)
 from asyncfl_bench.config.spec import parse_value
 from asyncfl_bench.training.local import LOCAL_DEFAULTS
 
@@ -126,7 +125,3 @@ def resolve(task, preset: str, method_cls, seed: int, device: str, overrides: di
             "seed": seed, "device": device, "setup": setup, "method_params": hparams}
 
 
-def run_id(config: dict) -> str:
-    """Hash of the resolved config (seed included): equal configs share one results folder."""
-    blob = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
-    return hashlib.sha256(blob).hexdigest()[:12]

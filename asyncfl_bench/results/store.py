@@ -10,12 +10,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from asyncfl_bench.config.identity import run_id
 from asyncfl_bench.errors import UserError
+
+# names that become path components (task, preset, method, run id): one plain component,
+# never "..", a separator or an absolute path, whatever a results file someone sent says
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -64,8 +70,29 @@ def read_json(path: Path) -> dict:
 
 
 def finished_summary(folder: Path) -> dict | None:
+    """The summary of the finished run in ``folder``, or None; a folder whose config does
+    not hash to its name (an edited or foreign folder) is refused, never reused."""
     path = folder / "summary.json"
-    return read_json(path) if path.exists() else None
+    if not path.exists():
+        return None
+    check_folder(folder, read_json(folder / "config.json"))
+    return read_json(path)
+
+
+def check_folder(folder: Path, config: dict) -> None:
+    """A run folder is ``<task>/<method>/<run id>`` of its own ``config.json``: its names are
+    plain path components and the config hashes to the folder's name."""
+    for key in ("task", "method", "preset"):
+        value = config.get(key) if isinstance(config, dict) else None
+        if not isinstance(value, str) or not NAME.match(value):
+            raise UserError(f"{folder / 'config.json'}: its {key} {value!r} is not a plain name (letters, digits, "
+                            f". _ -), so no path is built from it; the folder was altered or not written by "
+                            f"asyncfl-bench; fix: remove {folder} from the results folder")
+    rid = run_id(config)
+    if (folder.parent.parent.name, folder.parent.name, folder.name) != (config["task"], config["method"], rid):
+        raise UserError(f"{folder}: its config.json is run {config['task']}/{config['method']}/{rid}, not this "
+                        f"folder's; the folder was altered or copied from elsewhere; fix: remove {folder} "
+                        f"(or rerun that run with --force)")
 
 
 def iter_runs(root: Path):
@@ -76,7 +103,9 @@ def iter_runs(root: Path):
                         f"or pass --results DIR")
     for summary_path in sorted(root.glob("*/*/*/summary.json")):
         folder = summary_path.parent
-        yield folder, read_json(folder / "config.json"), read_json(summary_path)
+        config = read_json(folder / "config.json")
+        check_folder(folder, config)
+        yield folder, config, read_json(summary_path)
 
 
 def read_curve(folder: Path) -> pd.DataFrame:

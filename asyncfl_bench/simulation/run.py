@@ -8,6 +8,7 @@ Each step passes on the object it made; nothing is rebuilt or re-read later.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -15,6 +16,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
+from filelock import FileLock, Timeout
 
 from asyncfl_bench.config.registry import get_method
 from asyncfl_bench.config.settings import run_id
@@ -169,12 +171,36 @@ def execute(config: dict, task, data: TaskData, opts: RunOptions,
     there. Returns (summary, ran_now)."""
     rid = run_id(config)
     folder = run_dir(opts.results, config["task"], config["method"], rid)
-    ckpt_path = folder / checkpoint.NAME
     if not opts.force:
         done = finished_summary(folder)
         if done is not None:
             return done, False
     ensure_writable(folder)
+    # one process per run: another process running the same run (the same command started
+    # twice, or two sweeps sharing a results folder) is waited for, never run again, so a
+    # run folder's files always come from one process
+    locks = Path(opts.results) / ".locks"   # beside the runs, never inside a run or method folder
+    locks.mkdir(exist_ok=True)
+    lock = FileLock(str(locks / f"{config['task']}.{config['method']}.{rid}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        warnings.warn(f"{config['task']}/{config['method']} seed {config['seed']} ({rid}) is running in "
+                      "another process; waiting for it to finish", stacklevel=2)
+        lock.acquire()
+    try:
+        if not opts.force:
+            done = finished_summary(folder)
+            if done is not None:   # the other process finished it meanwhile
+                return done, False
+        return _execute_locked(config, task, data, opts, on_progress, rid, folder)
+    finally:
+        lock.release()
+
+
+def _execute_locked(config: dict, task, data: TaskData, opts: RunOptions, on_progress, rid: str,
+                    folder: Path) -> tuple[dict, bool]:
+    ckpt_path = folder / checkpoint.NAME
     method_cls = get_method(config["method"])
     setup, seed, device = config["setup"], config["seed"], torch.device(config["device"])
 
