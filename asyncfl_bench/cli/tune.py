@@ -62,7 +62,8 @@ def tune(
     from asyncfl_bench.tuning import tuned as tuned_file
     from asyncfl_bench.tuning.objective import check_objective
     from asyncfl_bench.tuning.space import method_space, parse_space_options
-    from asyncfl_bench.tuning.study import Execution, MethodStudy, TuneSpec, startup_trials_for, trial_config
+    from asyncfl_bench.tuning.study import (EDGE_SHARE, Execution, MethodStudy, TuneSpec, startup_trials_for,
+                                            trial_config)
     from asyncfl_bench.tuning.study import tune as run_tune
 
     if not 0 < validation_fraction < 1:
@@ -107,7 +108,8 @@ def tune(
         table.add_row(name, ", ".join(f"{k}={v:.4g}" + (f" (at {edges[k]} edge)" if k in edges else "")
                                       for k, v in entry["params"].items()), value, str(entry["best_trial"]))
         for k, side in edges.items():
-            edge_notes.append(f"{name}.{k}={entry['params'][k]:.4g} lies within 5 % of the {side} edge of its range "
+            edge_notes.append(f"{name}.{k}={entry['params'][k]:.4g} lies within {EDGE_SHARE:.0%} of the {side} edge "
+                              f"of its range "
                               f"({entry['space'][k]}): the best value may lie beyond it; fix: widen it, e.g. "
                               f"--space {name}.{k}=log:low=...,high=... and tune again")
     out.print(table)

@@ -46,9 +46,10 @@ def _in_process(configs, opts, console):
         rows = []
         for cfg in configs:
             summary, ran = run_one(cfg, opts)
-            rows.append((cfg, summary, _status(summary, ran)))
+            status = _status(summary, ran)
+            rows.append((cfg, summary, status))
             console.print(f"{cfg['task']}/{cfg['method']} seed {cfg['seed']}: {summary['arrivals']} arrivals, "
-                          f"t={summary.get('final_time', 0.0):.1f}s, acc={summary['final_accuracy']:.3f}, {rows[-1][2]}",
+                          f"t={summary.get('final_time', 0.0):.1f}s, acc={summary['final_accuracy']:.3f}, {status}",
                           highlight=False, soft_wrap=True)
         return rows
     rows = []
