@@ -218,6 +218,19 @@ class FedEcho(BufferedMethod):
                 "ensemble_clients": 0 if self.ensemble is None else len(self.ensemble),
                 "ensemble_bytes": 0 if self.ensemble is None else self.ensemble.nbytes()}
 
+    def engagement(self) -> dict | None:
+        """Did the server ever distil on U? Only a synthetic U can fail to exist (the run
+        ends before ``synthetic_after``); a held-out U is there from the start."""
+        if self.hp.proxy != "synthetic":
+            return None
+        if self.ensemble is not None:
+            return {"engaged": True, "mechanism": "distilled on its proxy set",
+                    "detail": f"synthetic U of {len(self.proxy_x)} samples"}
+        return {"engaged": False, "mechanism": "distilled on its proxy set",
+                "reason": (f"the run ended at version {self.version}, before synthetic_after = "
+                           f"{self.hp.synthetic_after} made the synthetic U"),
+                "fix": f"--set fedecho.synthetic_after={max(self.version // 3, 1)} (a version inside the run)"}
+
     def server_state(self) -> dict:
         src = self.synthesis_source
         return {**super().server_state(), "rng": self.rng.get_state(),

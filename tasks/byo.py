@@ -29,7 +29,7 @@ from asyncfl_bench.errors import UserError
 from asyncfl_bench.contract.task import TaskFamily
 from asyncfl_bench.tasks.image import IMAGE_DEFAULTS, image_model_builder, image_task_data
 from asyncfl_bench.tasks.newsgroups import TEXT_DEFAULTS, text_model_builder, text_task_data
-from asyncfl_bench.tasks.presets import CI_FEDBUFF, CI_LOCAL
+from asyncfl_bench.tasks.presets import CI_FEDBUFF, CI_LOCAL, FEDREVIVE_CI_CUT
 
 # keys only the text path reads (the encoder and the transformer's shape)
 TEXT_ONLY = set(TEXT_DEFAULTS) - set(IMAGE_DEFAULTS) - {"model"}
@@ -41,7 +41,9 @@ _PRESETS = {
            "partition": "dirichlet", "alpha": 0.5, "model": "cnn", "target_accuracy": 0.5,
            "proxy_fraction": 0.1,   # the server's unlabeled proxy set (FedEcho), as the built-in tasks hold out
            "max_len": 64, "d_model": 64, "layers": 1, "heads": 2,
-           "local": dict(CI_LOCAL), "methods": copy.deepcopy(CI_FEDBUFF)},
+           "local": dict(CI_LOCAL),
+           # FedRevive at the ci cut, with its run-relative gates and s_max (tasks/presets.py)
+           "methods": {**copy.deepcopy(CI_FEDBUFF), "fedrevive": dict(FEDREVIVE_CI_CUT)}},
     "small": {"num_clients": 100, "concurrency": 20, "total_arrivals": 2000, "eval_every": 50,
               "partition": "dirichlet", "alpha": 0.5, "model": "cnn", "target_accuracy": 0.7,
               "proxy_fraction": 0.1,

@@ -11,14 +11,14 @@ from __future__ import annotations
 import copy
 
 from asyncfl_bench.tasks.image import CorpusImageTask
-from asyncfl_bench.tasks.presets import CI_FEDBUFF, CI_LOCAL, FEDREVIVE, PAPER, afl_dw_of
+from asyncfl_bench.tasks.presets import (CI_FEDBUFF, CI_LOCAL, FEDREVIVE, FEDREVIVE_CI_CUT, PAPER, afl_dw_of,
+                                         paper_methods)
 
 
-# FedRevive's FEMNIST reference values (generator rates, w_bn, η_g) with the gates, pool and
-# generator scaled to a 200-arrival ci run as for digits; handwriting: 2-pixel crop, no flip.
-FEDREVIVE_CI = {**FEDREVIVE["femnist"], "beta": "cosine:s_max=8", "freeze_versions": 20,
-                "warmup_versions": 40, "synth_every": 2, "synth_batch": 32, "pool_size": 2000, "nz": 64,
-                "ngf": 32, "teachers": 5, "kd_steps": 5, "kd_batch": 16, "aug_pad": 2, "aug_flip": False}
+# FedRevive's FEMNIST reference values (generator rates, w_bn, η_g, the gates as shares of the
+# run's versions: 2 % and 2.5 %, 4 and 5 of ci's 200) at the ci cut (tasks/presets.py), s_max
+# from the run (auto) and the authors' cadence; handwriting: 2-pixel crop, no flip.
+FEDREVIVE_CI = {**FEDREVIVE["femnist"], **FEDREVIVE_CI_CUT, "aug_pad": 2, "aug_flip": False}
 
 
 class Femnist(CorpusImageTask):
@@ -32,7 +32,8 @@ class Femnist(CorpusImageTask):
                "methods": {**copy.deepcopy(CI_FEDBUFF), "fedrevive": FEDREVIVE_CI,
                            "afl-dw": afl_dw_of(FEDREVIVE_CI),
                            # a synthetic U (fedecho.proxy=synthetic) from the same ci synthesiser,
-                           # frozen at version 20 of the 40 this run has
+                           # frozen at version 20 of the 40 this run has (the synthesiser's gates and
+                           # β do not apply: FedEcho synthesises its U at once)
                            "fedecho": {"buffer_size": 5, "synthetic_after": 20, "synthesiser": "fedrevive:" + ",".join(
                                f"{k}={v}" for k, v in FEDREVIVE_CI.items() if k != "beta")}}},
         # "Tackling the Unlimited Staleness…": the clients holding most of one class (digit 0)
@@ -54,7 +55,5 @@ class Femnist(CorpusImageTask):
                               "fedrevive": dict(FEDREVIVE["femnist"]),
                               "afl-dw": afl_dw_of(FEDREVIVE["femnist"])}},
         "paper": {**copy.deepcopy(PAPER), "model": "femnist_cnn", "target_accuracy": 0.75,
-                  "methods": {**copy.deepcopy(PAPER["methods"]),
-                              "fedrevive": dict(FEDREVIVE["femnist"]),
-                              "afl-dw": afl_dw_of(FEDREVIVE["femnist"])}},
+                  "methods": paper_methods("femnist")},
     }

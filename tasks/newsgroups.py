@@ -33,15 +33,15 @@ from asyncfl_bench.contract.task import Task, TaskData
 from asyncfl_bench.tasks.image import CORPUS_DEFAULTS, split_for_task, tensor
 from asyncfl_bench.tasks.models import TextClassifier
 from asyncfl_bench.tasks.partition import make_partition
-from asyncfl_bench.tasks.presets import CI_FEDBUFF, CI_LOCAL, FEDREVIVE, PAPER, afl_dw_of
+from asyncfl_bench.tasks.presets import (CI_FEDBUFF, CI_LOCAL, FEDREVIVE, FEDREVIVE_CI_CUT, PAPER, afl_dw_of,
+                                         paper_methods)
 
 TEXT_DEFAULTS = {**CORPUS_DEFAULTS, "encoder": "all-MiniLM-L6-v2", "max_len": 128,
                  "d_model": 0, "layers": 2, "heads": 4, "model": "transformer"}
-# FedRevive's text settings (snippet lr_z 0.1, w_bn 1e-4) with the gates, pool and teacher
-# buffer scaled to the 160-arrival ci run as for digits and femnist
-FEDREVIVE_CI = {**FEDREVIVE["20newsgroups"], "beta": "cosine:s_max=8", "freeze_versions": 20,
-                "warmup_versions": 40, "synth_every": 2, "synth_batch": 32, "pool_size": 1000, "teachers": 5,
-                "kd_steps": 5, "kd_batch": 16}
+# FedRevive's text settings (tasks/presets.py FEDREVIVE) at the ci cut, with a pool of 1,000
+# snippets; gates, s_max and cadence as the method's run-relative defaults
+FEDREVIVE_CI = {**FEDREVIVE["20newsgroups"],
+                **{k: v for k, v in FEDREVIVE_CI_CUT.items() if k not in ("nz", "ngf")}, "pool_size": 1000}
 MINILM = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 EMBEDDING_KEYS = ("word_embeddings.weight", "embed_tokens.weight", "wte.weight", "shared.weight")
 
@@ -186,9 +186,7 @@ class Newsgroups(Task):
                               "fedrevive": dict(FEDREVIVE["20newsgroups"])}},
         # a small transformer encoder at the embeddings' own width over frozen embeddings
         "paper": {**copy.deepcopy(PAPER), "max_len": 128, "d_model": 0, "layers": 2, "heads": 4,
-                  "target_accuracy": 0.6,
-                  "methods": {**copy.deepcopy(PAPER["methods"]),
-                              "fedrevive": dict(FEDREVIVE["20newsgroups"])}},
+                  "target_accuracy": 0.6, "methods": paper_methods("20newsgroups")},
     }
 
     def load(self, setup, seed, data_dir=None) -> TaskData:

@@ -81,8 +81,11 @@ def test_beta_ablation_override_resolves_from_the_command_line(digits):
 
 
 def test_tiny_run_records_stats_revives_and_is_deterministic(tmp_path, digits):
+    # s_max = 8 (not auto: 2 here, the median τ with 4 in flight): β small enough that 30
+    # arrivals at η_g = 0.1 lift the accuracy above 0.2
     over = dict(fedrevive__freeze_versions=3, fedrevive__warmup_versions=6, fedrevive__teachers=2,
-                fedrevive__kd_steps=2, fedrevive__synth_batch=8, fedrevive__nz=16, fedrevive__ngf=8)
+                fedrevive__kd_steps=2, fedrevive__synth_batch=8, fedrevive__nz=16, fedrevive__ngf=8,
+                fedrevive__beta="cosine:s_max=8")
     cfg = tiny_config("fedrevive", seed=1, **over)
     data = digits.load(cfg["setup"], cfg["seed"])
     runs = []

@@ -89,7 +89,8 @@ def test_probe_mode_reads_the_tasks_normalisation_and_measures_its_distance_to_t
 # -- AFL-DW ---------------------------------------------------------------------------
 def test_afl_dw_is_registered_with_the_authors_control_settings():
     assert get_method("afl-dw") is AFLDW
-    assert AFLDW.defaults == {"buffer_size": 1, "server_lr": 0.1, "beta": "cosine:s_max=75"}
+    # s_max from the run (the authors' 75 at paper scale: test_fedrevive_scale)
+    assert AFLDW.defaults == {"buffer_size": 1, "server_lr": 0.1, "beta": "cosine:s_max=auto"}
 
 
 def test_afl_dw_downweights_every_arrival_with_no_gate():
@@ -161,7 +162,8 @@ def test_diagnostics_reach_the_summary_and_are_deterministic(tmp_path, digits):
 
 # -- presets ------------------------------------------------------------------------------
 def test_afl_dw_takes_fedrevives_aggregation_in_each_preset(digits):
-    for task, preset in (("digits", "ci"),):
+    for task, preset in (("digits", "ci"), ("femnist", "ci"), ("femnist", "small"), ("femnist", "paper"),
+                         ("cifar10", "paper"), ("cifar100", "paper"), ("20newsgroups", "ci")):
         t = get_task(task)
         revive = resolve(t, preset, get_method("fedrevive"), 0, "cpu", {}, list(methods()))["method_params"]
         dw = resolve(t, preset, get_method("afl-dw"), 0, "cpu", {}, list(methods()))["method_params"]

@@ -100,6 +100,10 @@ def run(
                       f"{sm['seconds']['total']:.1f}", status)
     out.print(table)
     out.print(f"results in {results}/ — next: asyncfl-bench report --results {results}")
+    for n, s, sm, _ in rows:   # a method whose own mechanism never ran is its baseline under another name
+        if sm.get("engaged") is False:
+            err.print(f"[bold yellow]warning:[/] seed {s}: {escape(str(sm.get('engagement')))}",
+                      highlight=False, soft_wrap=True)
     diverged = [(n, s, sm) for n, s, sm, _ in rows if sm["diverged"]]
     if diverged:
         n, s, sm = diverged[0]

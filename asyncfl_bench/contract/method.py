@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, Callable, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -45,6 +46,27 @@ class ClientUpdate:
         return self.params - self.base
 
 
+@dataclass(frozen=True, eq=False)
+class RunPlan:
+    """What the run's schedule fixes before the first arrival, for methods whose settings
+    scale with the run (FedRevive's gates and s_max): how many arrivals the run has and,
+    per arrival in order, how many arrivals the server had processed when its job was
+    dispatched. Who trains when, never what a client holds."""
+
+    arrivals: int
+    dispatched_after: np.ndarray
+
+    def versions(self, buffer_size: int = 1) -> int:
+        """Server versions the run ends at when every ``buffer_size`` arrivals make one."""
+        return self.arrivals // max(int(buffer_size), 1)
+
+    def staleness(self, buffer_size: int = 1) -> np.ndarray:
+        """τ of every arrival in versions of a method that steps every ``buffer_size``
+        arrivals: the version at arrival i, i // B, less the version its job started from."""
+        b = max(int(buffer_size), 1)
+        return np.arange(self.arrivals) // b - np.asarray(self.dispatched_after) // b
+
+
 @dataclass
 class ServerContext:
     """What a method may know about the run (never the clients' data)."""
@@ -58,6 +80,7 @@ class ServerContext:
     build_model: Callable[[], nn.Module]
     local: dict = field(default_factory=dict)   # local training settings (lr, ...)
     extras: TaskExtras = field(default_factory=TaskExtras)   # what the task declares (input shape, proxy set, ...)
+    plan: RunPlan | None = None   # the run's schedule in numbers; None for a method built outside a run
 
     def __post_init__(self):
         self.extras = TaskExtras.of(self.extras)
@@ -119,9 +142,28 @@ class Method:
         merged into the run's summary.json."""
         return {}
 
+    def engagement(self) -> dict | None:
+        """Whether the method's own mechanism ran in this run, for methods that have one
+        that can stay idle (FedRevive's distillation, gi-switch's inversion): None, or
+        ``{"engaged": bool, "mechanism": "distilled an arrival", "detail": what happened,
+        "reason": why it never ran, "fix": what would make it run}`` (reason and fix
+        only when not engaged). The run records it in summary.json, ``run`` warns and
+        the report's leaderboard flags the method (``never_engaged``)."""
+        return None
+
     # -- for subclasses --------------------------------------------------------
     def step(self, new_params: torch.Tensor) -> None:
         self.params = new_params
         self.version += 1
 
 
+
+
+def never_engaged(method: str, engagement: dict | None) -> str | None:
+    """The one-line warning for a run whose method never engaged its mechanism, else None:
+    "fedrevive never distilled an arrival in this run: <reason>; fix: <fix>"."""
+    if not engagement or engagement.get("engaged", True):
+        return None
+    fix = engagement.get("fix")
+    return (f"{method} never {engagement['mechanism']} in this run: {engagement.get('reason') or 'no cause recorded'}"
+            + (f"; fix: {fix}" if fix else ""))

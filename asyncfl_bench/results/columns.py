@@ -5,8 +5,8 @@ from __future__ import annotations
 # most important first: the terminal shows as many as fit, the HTML page shows them in this
 # order (leaderboard.md/.csv keep the leaderboard's own order)
 IMPORTANCE = ["method", "final_acc", "slow_class_acc", "ttt", "speedup_vs_fedbuff", "mean_acc_over_time",
-              "wins_vs_fedbuff", "effective_step", "diverged", "seeds", "hyperparameters", "ttt_low", "best_acc",
-              "slow_class_acc_over_run", "targets", "schedule"]
+              "wins_vs_fedbuff", "effective_step", "diverged", "engaged", "seeds", "hyperparameters", "ttt_low",
+              "best_acc", "slow_class_acc_over_run", "targets", "schedule"]
 DIAGNOSTIC = "diagnostics."   # the leaderboard's columns from summary.json's ``diagnostics``
 DEFAULT = "default"           # the hyperparameters cell of runs on the methods' own defaults
 
@@ -30,6 +30,9 @@ MEANINGS = {
     "speedup_vs_fedbuff": "FedBuff's time to target divided by this method's",
     "wins_vs_fedbuff": "seeds where the final accuracy beat / lost to FedBuff's on the same seed",
     "diverged": "runs whose loss became non-finite (kept in every statistic), with the virtual time",
+    "engaged": "whether the method's own mechanism ran (FedRevive distilled an arrival, gi-switch inverted an "
+               "update, FedEcho's synthetic U was made): yes, no (k/n runs) — such runs measure the method's "
+               "aggregation alone — or — for methods without one",
     "seeds": "number of seeds",
     "effective_step": "effective server step per arrival, mean over seeds: Σ‖x_{v+1} − x_v‖ over the run divided "
                       "by Σ‖Δ_i‖ of the arrivals (how much of the clients' updates reached the model)",

@@ -163,6 +163,32 @@ def _step_cell(values: pd.Series) -> str:
     return f"{values.mean():.3g}" if len(values) else "—"   # results that predate the field
 
 
+def _engaged_cell(g: pd.DataFrame) -> str:
+    """``yes``, ``no (k/n runs)`` where k of the method's n runs never engaged its mechanism
+    (summary.json ``engaged``), ``—`` for methods without one (and results that predate it)."""
+    if "engaged" not in g:
+        return "—"
+    known = g["engaged"].dropna()
+    if known.empty:
+        return "—"
+    never = int((~known.astype(bool)).sum())   # bools here: dropna took the methods without one
+    return "yes" if never == 0 else f"no ({never}/{len(g)} runs)"
+
+
+def _engagement_note(task: str, preset: str, method: str, g: pd.DataFrame) -> str | None:
+    """The warning for a method with runs that never engaged: which, and the first run's reason and fix."""
+    if "engaged" not in g:
+        return None
+    never = g[g["engaged"].map(lambda v: isinstance(v, (bool, np.bool_)) and not v)]   # None/NaN: no mechanism
+    if never.empty:
+        return None
+    said = never["engagement"].dropna() if "engagement" in never else pd.Series(dtype=object)
+    what = said.iloc[0] if len(said) else f"{method} never engaged its mechanism"
+    seeds = ", ".join(str(s) for s in sorted(never["seed"]))
+    return (f"{task}/{preset} {method}: {len(never)} of {len(g)} runs (seed {seeds}) never engaged the method's "
+            f"mechanism, so they measure its aggregation alone: {what}")
+
+
 def leaderboard(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     """Per task × preset × method: mean ± 95 % CI over seeds, times to two targets, mean
     accuracy over time, the effective server step, speedup and paired per-seed wins/losses
@@ -173,12 +199,15 @@ def leaderboard(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
     m["hyperparameters"] = m.groupby(["task", "preset", "method"])["method"].transform(
         lambda g: _hyperparameters_cell(m.loc[g.index]))
     diagnostics = sorted(c for c in m.columns if c.startswith(DIAGNOSTIC))
-    rows = []
+    rows, notes = [], {}
     for (task, preset, hyper), group in m.groupby(["task", "preset", "hyperparameters"], sort=True):
         ref = _reference_of(group).set_index("seed")
         ref_ttt = ref["ttt"].mean() if len(ref) and ref["ttt"].notna().all() else np.nan
         for method, g in group.groupby("method"):
             final = g["final_accuracy"].mean()
+            note = _engagement_note(task, preset, method, g)
+            if note:
+                notes[(task, preset, method)] = note
             mean_ttt = g["ttt"].mean() if g["ttt"].notna().all() else np.nan
             paired = g.set_index("seed")["final_accuracy"].align(ref["final_accuracy"], join="inner")
             wins, losses = int((paired[0] > paired[1]).sum()), int((paired[0] < paired[1]).sum())
@@ -204,6 +233,7 @@ def leaderboard(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
                                     else f"{wins}W/{losses}L"),
                 "diverged": (f"{int(g['diverged'].sum())} (at t={', '.join(f'{t:.1f}' for t in g.loc[g['diverged'], 'diverged_at'])})"
                              if g["diverged"].any() else "0"),
+                "engaged": _engaged_cell(g),
                 "seeds": len(g),
                 **{c: _step_cell(g[c]) for c in diagnostics},
                 "_group": (hyper != DEFAULT, hyper),
@@ -218,7 +248,9 @@ def leaderboard(runs: pd.DataFrame, curves: pd.DataFrame) -> pd.DataFrame:
         board[["slow_class_acc", "slow_class_acc_over_run"]] = board[
             ["slow_class_acc", "slow_class_acc_over_run"]].fillna("—")
     board = board.reset_index(drop=True)
-    board.attrs["warnings"] = []
+    # runs whose method never engaged its mechanism (FedRevive that distilled nothing, ...)
+    board.attrs["engagement"] = notes
+    board.attrs["warnings"] = list(notes.values())
     return board
 
 
@@ -338,7 +370,10 @@ def _markdown(board: pd.DataFrame) -> str:
     """One table per ranking (task, preset, default or tuned with its budget), each under a
     heading that says which, so default and tuned rows are never read as one ranking."""
     lines = ["# Leaderboard", ""]
+    notes = board.attrs.get("engagement", {})
     for task, preset, hyper, rows in ranking_groups(board):
         what = "default hyperparameters" if hyper == DEFAULT else f"{hyper} hyperparameters"
         lines += [f"## {task} · preset {preset} · {what}", "", *_markdown_table(rows), ""]
+        lines += [f"> warning: {notes[(task, preset, m)]}" for m in rows["method"] if (task, preset, m) in notes]
+        lines += [""] if any((task, preset, m) in notes for m in rows["method"]) else []
     return "\n".join(lines)

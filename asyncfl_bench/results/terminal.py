@@ -19,7 +19,7 @@ from asyncfl_bench.results.columns import DEFAULT, IMPORTANCE, label, ranking_gr
 TERMINAL_COLUMNS = [c for c in IMPORTANCE if c not in ("targets", "schedule")]
 # text may be cut short with an ellipsis; a number never is (the columns are chosen to fit,
 # so "fold" is reached only when even the first two columns are wider than the console)
-TEXT_COLUMNS = {"method", "diverged", "hyperparameters"}
+TEXT_COLUMNS = {"method", "diverged", "engaged", "hyperparameters"}
 
 
 def _heading(column: str) -> str:
@@ -59,8 +59,9 @@ def fitting_columns(console: Console, group: pd.DataFrame, plain: bool, title: s
     """The most important columns of ``group`` whose table fits ``console.width``; columns
     that say nothing here (no run diverged, every run on default values) are left out."""
     candidates = [c for c in TERMINAL_COLUMNS if c in group.columns]
-    for col, nothing in (("diverged", "0"), ("hyperparameters", "default"), ("effective_step", "—")):
-        if col in candidates and (group[col].astype(str) == nothing).all():
+    for col, nothing in (("diverged", {"0"}), ("hyperparameters", {"default"}), ("effective_step", {"—"}),
+                         ("engaged", {"yes", "—"})):
+        if col in candidates and group[col].astype(str).isin(nothing).all():
             candidates.remove(col)
     chosen = candidates[:1]
     for col in candidates[1:]:

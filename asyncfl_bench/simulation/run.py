@@ -20,7 +20,7 @@ from filelock import FileLock, Timeout
 
 from asyncfl_bench.config.registry import get_method
 from asyncfl_bench.config.settings import run_id
-from asyncfl_bench.contract.method import ServerContext
+from asyncfl_bench.contract.method import RunPlan, ServerContext, never_engaged
 from asyncfl_bench.contract.task import TaskData, evaluation_view, hold_out_proxy, hold_out_validation
 from asyncfl_bench.results.metrics import time_to_target
 from asyncfl_bench.results.store import ensure_writable, finished_summary, run_dir, write_csv, write_json
@@ -82,6 +82,21 @@ def build_trace(config: dict, data: TaskData) -> Trace:
 def build_schedule(config: dict, synchronous: bool, trace: Trace) -> Schedule:
     setup = config["setup"]
     return make_schedule(trace, setup["concurrency"], setup["total_arrivals"], config["seed"], synchronous)
+
+
+def run_plan(schedule: Schedule) -> RunPlan:
+    """The schedule in the numbers a method may scale its settings by (``RunPlan``)."""
+    return RunPlan(len(schedule), np.asarray(schedule.dispatched_after).copy())
+
+
+def engagement_fields(method) -> dict:
+    """summary.json's ``engaged`` (None: the method has no mechanism that can stay idle)
+    and ``engagement``: what happened, or the never-engaged warning."""
+    e = method.engagement()
+    if e is None:
+        return {"engaged": None}
+    return {"engaged": bool(e["engaged"]),
+            "engagement": never_engaged(method.name, e) or f"{e['mechanism']}: {e.get('detail', 'yes')}"}
 
 
 def build_simulator(config: dict, method, schedule: Schedule, data: TaskData, build, model: torch.nn.Module,
@@ -214,7 +229,7 @@ def _execute_locked(config: dict, task, data: TaskData, opts: RunOptions, on_pro
     schedule = build_schedule(config, method_cls.synchronous, trace)
     ctx = ServerContext(num_clients=setup["num_clients"], concurrency=setup["concurrency"],
                         num_classes=data.num_classes, seed=seed, device=device, layout=layout,
-                        build_model=build, local=setup["local"], extras=data.extras)
+                        build_model=build, local=setup["local"], extras=data.extras, plan=run_plan(schedule))
     method = method_cls(ctx, params, **config["method_params"])
     sim, path = build_simulator(config, method, schedule, data, build, model, layout, opts.batch_clients)
     if not opts.force and ckpt_path.exists():
@@ -226,7 +241,7 @@ def _execute_locked(config: dict, task, data: TaskData, opts: RunOptions, on_pro
     write_csv(folder / "curve.csv", pd.DataFrame(log.curve))
     write_csv(folder / "arrivals.csv",
               pd.DataFrame(log.arrivals, columns=["arrival", "client", "time", "staleness", "base_version"]))
-    summary = {**summarise(config, log, schedule, trace), **method.metrics(),
+    summary = {**summarise(config, log, schedule, trace), **method.metrics(), **engagement_fields(method),
                "threads": torch.get_num_threads(), "machine": machine(config["device"]),
                "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
     write_json(folder / "summary.json", summary)
@@ -255,8 +270,9 @@ def preflight(configs: list[dict], task, data: TaskData) -> None:
         with torch.random.fork_rng(devices=[]):   # the runs' own seeding starts later
             model = build().to(device)
             layout = Layout.of(model)
-            build_schedule(config, method_cls.synchronous, build_trace(config, view))
+            schedule = build_schedule(config, method_cls.synchronous, build_trace(config, view))
             ctx = ServerContext(num_clients=setup["num_clients"], concurrency=setup["concurrency"],
                                 num_classes=view.num_classes, seed=config["seed"], device=device,
-                                layout=layout, build_model=build, local=setup["local"], extras=view.extras)
+                                layout=layout, build_model=build, local=setup["local"], extras=view.extras,
+                                plan=run_plan(schedule))
             method_cls(ctx, layout.flatten(model).clone(), **config["method_params"])

@@ -15,13 +15,17 @@ On each arrival (client i, staleness τ):
      standardisation sees ε), on the client's first two uploads, then frozen;
 2. if β(τ) > 0 and version ≥ ``freeze_versions``: the meta-learned generator
    synthesises a batch into the pool (``distill.synthesis``) on every such arrival
-   (``synth_every`` = 1, the authors' code; n > 1: at most once every n versions, the
-   paper's T_gen); after ``warmup_versions`` the student x_S, started at x_t, is
-   distilled from the teachers on the pool (``distill.kd``) and Δ^KD = x_S − x_t
-   (Δ^KD = 0 before). L_adv joins the synthesis loss from the ``warmup_versions``-th
-   synthesis on (the authors' ``FastMetaSynthesizer``: ``ep_start`` =
-   ``dfkd_settings.warmup_rounds``, ``self.ep >= self.ep_start`` with ``ep`` counting
-   syntheses), i.e. later than the KD gate, since syntheses begin at the freeze gate;
+   (``synth_every`` = 1, the authors' code: NVIDIA ``DFKDConfig.generation_interval`` = 1,
+   README "synthesizes on every eligible update"; n > 1: at most once every n versions,
+   the paper's T_gen = 10); after ``warmup_versions`` the student x_S, started at x_t,
+   is distilled from the teachers on the pool (``distill.kd``) and Δ^KD = x_S − x_t
+   (Δ^KD = 0 before). L_adv joins the synthesis loss from the ``adv_start``-th synthesis
+   on (the authors' ``FastMetaSynthesizer``: ``self.ep_start = dfkd_config["warmup_rounds"]``,
+   ``ep`` counts syntheses with the current one, L_adv while ``self.ep >= self.ep_start``;
+   ``adv_start=warmup``, the default, takes the warm-up gate's number). Syntheses begin
+   at the freeze gate, so L_adv starts after the KD gate (the authors' CIFAR-10 run: the
+   100th synthesis falls near version 150). A run whose last version does not pass both
+   gates synthesises nothing: its pool could never be used;
 3. hybrid update u_i = (1 − β(τ))·Δ_i + β(τ)·Δ^KD, with
    β(τ) = 1 − ½(1 + cos(π τ / (2 s_max))) for τ ≤ 2 s_max, else 1;
 4. buffered aggregation x ← x + η_g · mean(u) every B arrivals (B = 1, η_g = 0.1;
@@ -42,9 +46,15 @@ Diagnostics (``metrics()["diagnostics"]``, one flat dict):
   distance between the q used for the arriving client and its true normalised label
   histogram h_i (0 with ``histogram``; absent when no histogram travels).
 
-Defaults are the reference CIFAR-10 configuration; the task presets hold the
-reference's per-dataset changes (``tasks/presets.py``, ``FEDREVIVE``, each value with
-its config file and key). ``beta`` takes any ``asyncfl_bench.beta`` schedule for
+Defaults are the reference CIFAR-10 configuration, with s_max and the gates relative to
+the run (``fedrevive/scale.py``): the gates as shares of the run's versions (0.25 % and
+0.5 %: the authors' 50 and 100 at the paper preset's 20,000 versions; an int is a
+version, as in the authors' configs) and ``cosine:s_max=auto``, the median staleness of
+the run's schedule (73 at paper scale, where the paper presets set the authors' 75).
+The task presets hold the reference's per-dataset changes (``tasks/presets.py``,
+``FEDREVIVE``, each value with its config file and key). ``metrics()["resolved"]``
+records the values a run took; a run that never distilled says so (``engagement``).
+``beta`` takes any ``asyncfl_bench.beta`` schedule for
 ablations (``fixed:0.5``, ``linear:gamma=…``, ``exponential:lam=…``, ``step:base=…``).
 
 Step size, audited against the reference code (NVIDIA/NVFlare ``research/fedrevive``):
@@ -59,14 +69,15 @@ Step size, audited against the reference code (NVIDIA/NVFlare ``research/fedrevi
   η_g·β(τ). Taken over unchanged (reference README, CIFAR-10 table).
 * Presets: FEMNIST (small, paper, ci) η_g = 0.05 from the authors' FEMNIST config
   (``tasks/presets.py``); other tasks keep 0.1 and B = 1. The paper presets' FedBuff
-  baselines are the authors' per task (``presets.FEDBUFF_PAPER``). The ci presets shrink
-  s_max from 75 to 8 so that τ/s_max, which sets β(τ) and with it the share
-  η_g·(1 − β(τ)) of Δ_i that reaches the model, stays near the reference's
-  (τ ≈ 100 in flight against 75 there, ≈ 10 against 8 here).
+  baselines are the authors' per task (``presets.FEDBUFF_PAPER``). ``s_max=auto`` keeps
+  τ/s_max, which sets β(τ) and with it the share η_g·(1 − β(τ)) of Δ_i that reaches
+  the model, near the reference's at any concurrency (β = ½ at the median τ: 73 of the
+  reference's ≈ 100 in flight, 6 of digits ci's 10).
 * Local lr in the paper presets: CIFAR-10 3e-4 as the reference (README: "Client
-  learning rate 3×10⁻⁴"; ``tasks/cifar.py``), so Δ^KD/Δ ≈ (10·1e-4)/(25·3e-4) ≈ 13 %
-  as there; the other tasks keep the assumed 1e-3 (``tasks/presets.py``), 20NG's
-  value in the authors' config (KD 10 × 3e-4 against 25 × 1e-3, ≈ 12 %).
+  learning rate 3×10⁻⁴"; ``tasks/presets.py`` ``PAPER_LOCAL_LR``), so Δ^KD/Δ ≈
+  (10·1e-4)/(25·3e-4) ≈ 13 % as there; the other tasks keep the assumed 1e-3, with
+  20NG's KD rate from the authors' config (KD 10 × 3e-4 against 25 × 1e-3, ≈ 12 %)
+  and CIFAR-100's (3e-5: ≈ 1 %).
 
 Feature statistics: the reference replaces BatchNorm by trackers of per-channel
 conv-output mean/variance, updated with momentum 0.1 during local training. Here a
@@ -91,6 +102,7 @@ import torch
 from asyncfl_bench.errors import UserError
 from asyncfl_bench.contract.method import ClientUpdate
 from asyncfl_bench.methods.fedrevive.afl_dw import AFLDW
+from asyncfl_bench.methods.fedrevive.scale import last_version, resolve_gate, run_versions
 from asyncfl_bench.methods.distill.feature_stats import record_running_stats
 from asyncfl_bench.methods.distill.generator import ImageGenerator
 from asyncfl_bench.methods.distill.kd import distill
@@ -129,15 +141,25 @@ class FedRevive(AFLDW):
     defaults = {
         "buffer_size": 1,              # B: FIGURE_2_METHOD_CONFIGS[FEDREVIVE].buffer_size
         "server_lr": 0.1,              # η_g: FIGURE_2_METHOD_CONFIGS[FEDREVIVE].server_lr
-        "beta": "cosine:s_max=75",     # β(τ): cosine_staleness_beta(staleness, 75)
+        # β(τ): cosine_staleness_beta(staleness, 75) (dfkd_settings.adaptive_beta_factor);
+        # auto: the run's median staleness, 73 on the paper preset's schedule (scale.py)
+        "beta": "cosine:s_max=auto",
         "distillation": True,          # False: AFL-DW's (1 − β)·Δ (the authors' async_downweighting)
         "class_proportions": "histogram",  # q_k: histogram (authors' client.class_proportions) | probe
         "teachers": 8,                 # c: DFKDConfig.teacher_buffer_size
-        "freeze_versions": 50,         # no synthesis or distillation before: DFKDConfig.freeze_versions
-        # Δ^KD = 0 until this version (DFKDConfig.warmup_versions, dfkd_settings.warmup_rounds);
-        # L_adv from this many syntheses on (FastMetaSynthesizer ep_start = warmup_rounds)
-        "warmup_versions": 100,
-        "synth_every": 10,             # T_gen, versions between syntheses
+        # no synthesis or distillation before: DFKDConfig.freeze_versions = 50
+        # (dfkd_settings.freeze_rounds), as a share of the run's versions: 50 of the paper
+        # preset's 20,000 (scale.py); an int is a version
+        "freeze_versions": "0.25%",
+        # Δ^KD = 0 until this version: DFKDConfig.warmup_versions = 100 (dfkd_settings.warmup_rounds),
+        # 100 of the paper preset's 20,000 versions
+        "warmup_versions": "0.5%",
+        # L_adv from this synthesis on: FastMetaSynthesizer ep_start = dfkd_settings.warmup_rounds,
+        # counted in syntheses (ep >= ep_start); "warmup": the warm-up gate's number
+        "adv_start": "warmup",
+        # syntheses at most every n versions: 1 = every revived arrival (DFKDConfig.generation_interval
+        # = 1, the authors' code); the paper's T_gen is 10
+        "synth_every": 1,
         "synth_steps": 2,              # K_synth: DFKDConfig.generator_steps (dfkd_settings.g_steps)
         "synth_batch": 64,             # DFKDConfig.synth_batch_size (dfkd_settings.synth_batch_size)
         "pool_size": 16000,            # DFKDConfig.max_images (dfkd_settings.max_images)
@@ -175,6 +197,25 @@ class FedRevive(AFLDW):
                     "kd_steps", "kd_batch", "proxy_probes", "proxy_uploads"):
             if getattr(hp, key) < 1:
                 raise UserError(f"fedrevive.{key} must be ≥ 1, got {getattr(hp, key)}")
+        # the gates and L_adv's start as versions and a synthesis count of this run (scale.py)
+        versions = run_versions(ctx, hp.buffer_size)
+        self.freeze = resolve_gate(hp.freeze_versions, versions, "freeze_versions")
+        self.warmup = resolve_gate(hp.warmup_versions, versions, "warmup_versions")
+        if str(hp.adv_start).strip().lower() == "warmup":
+            self.adv_start = self.warmup
+        else:
+            try:
+                self.adv_start = int(str(hp.adv_start).strip())
+            except ValueError:
+                self.adv_start = -1
+            if self.adv_start < 0:
+                raise UserError(f"fedrevive.adv_start must be a synthesis count ≥ 0 or 'warmup', "
+                                f"got {hp.adv_start!r}")
+        # the version at the run's last arrival: distillation needs one past both gates, and
+        # without it synthesis would only cost time (a pool nothing distils from)
+        self.last_version = last_version(ctx, hp.buffer_size)
+        self.distillable = self.last_version is None or max(self.freeze, self.warmup + 1) <= self.last_version
+        self.run_versions = None if getattr(ctx, "plan", None) is None else versions
         if hp.class_proportions not in CLASS_PROPORTIONS:
             raise UserError(f"fedrevive.class_proportions '{hp.class_proportions}' unknown; valid: "
                             f"{', '.join(CLASS_PROPORTIONS)}")
@@ -292,14 +333,18 @@ class FedRevive(AFLDW):
         self.synth.synthesize(models, [t.stats for t in teachers], q, self.student, adversarial=adversarial)
 
     def _distilled_delta(self) -> torch.Tensor:
-        """Δ^KD = x_S − x_t, after a synthesis on this arrival when one is due."""
+        """Δ^KD = x_S − x_t, after a synthesis on this arrival when one is due (none in a
+        run that can never distil: its pool would go unused)."""
         hp, layout = self.hp, self.ctx.layout
-        if self.last_synth is None or self.version - self.last_synth >= hp.synth_every:
-            self.synthesize(self.params, adversarial=self.version >= hp.warmup_versions)
+        if not self.distillable:
+            return torch.zeros_like(self.params)
+        if hp.synth_every == 1 or self.last_synth is None or self.version - self.last_synth >= hp.synth_every:
+            # the authors' ep counts syntheses, this one included: L_adv from the adv_start-th on
+            self.synthesize(self.params, adversarial=self.synth.count + 1 >= self.adv_start)
             self.last_synth = self.version
         _, models, q = self._load_teachers()
         layout.load(self.student, self.params)
-        if self.version <= hp.warmup_versions or len(self.pool) == 0:
+        if self.version <= self.warmup or len(self.pool) == 0:
             return torch.zeros_like(self.params)
         t0 = time.perf_counter()
         self.student.requires_grad_(True)
@@ -326,7 +371,7 @@ class FedRevive(AFLDW):
         self.beta_log["beta_sum"] += beta
         self.beta_log["arrivals"] += 1
         u = update.delta
-        if beta > 0 and self.version >= self.hp.freeze_versions:
+        if beta > 0 and self.version >= self.freeze:
             before = self.log["distillations"]
             kd = self._distilled_delta()
             delta_norm = float(torch.linalg.vector_norm(u))
@@ -356,7 +401,38 @@ class FedRevive(AFLDW):
                 "distill_seconds": self.log["distill_seconds"], "distillations": self.log["distillations"],
                 "probe_seconds": self.log["probe_seconds"], "revived_updates": self.log["revivals"],
                 "mean_beta": self.beta_log["beta_sum"] / n, "pool_size": len(self.pool), **self.corpus,
-                "diagnostics": self.diagnostics()}
+                "resolved": self.resolved(), "diagnostics": self.diagnostics()}
+
+    def resolved(self) -> dict:
+        """The run-relative settings as this run took them (scale.py)."""
+        return {"beta": self.beta_spec, "freeze_version": self.freeze, "warmup_version": self.warmup,
+                "adv_start_synthesis": self.adv_start, "run_versions": self.run_versions,
+                "last_version": self.last_version}
+
+    def engagement(self) -> dict | None:
+        """Did any arrival get a distilled Δ^KD? (None with distillation=False: AFL-DW's update.)"""
+        if not self.hp.distillation:
+            return None
+        n, arrivals = self.log["distillations"], self.beta_log["arrivals"]
+        out = {"engaged": n > 0, "mechanism": "distilled an arrival",
+               "detail": f"{n} of {arrivals} arrivals distilled, {self.synth.count} syntheses"}
+        if n > 0:
+            return out
+        if not self.distillable:
+            reason = (f"its gates (synthesis from version {self.freeze}, distillation after version "
+                      f"{self.warmup}) are not both passed by the run's last version {self.last_version}")
+            fix = ("give the gates as shares of the run's versions, e.g. --set fedrevive.freeze_versions=0.25% "
+                   "--set fedrevive.warmup_versions=0.5% (the defaults), or versions below "
+                   f"{self.last_version}")
+        elif self.log["revivals"] == 0:
+            reason = (f"β(τ) was 0 for every arrival from version {self.freeze} on ({self.beta_spec}, "
+                      f"mean β {self.diagnostics()['mean_beta'] or 0:.3g})")
+            fix = "--set fedrevive.beta=cosine:s_max=auto (s_max = the run's median staleness)"
+        else:
+            reason = (f"{self.log['revivals']} arrivals had β(τ) > 0 from version {self.freeze} on, but none "
+                      f"after the warm-up (version {self.warmup}) with a synthetic pool")
+            fix = "a lower fedrevive.warmup_versions, e.g. --set fedrevive.warmup_versions=0.5%"
+        return {**out, "reason": reason, "fix": fix}
 
     def server_state(self) -> dict:
         return {**super().server_state(), "teachers": self.teachers.state(),

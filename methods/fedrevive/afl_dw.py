@@ -14,7 +14,7 @@ Settings:
 |---|---|---|---|
 | B (``buffer_size``) | 1 | authors' ``afl_dw.json``, ``async_fl_settings.buffer_size`` (METHODS.md) | none |
 | η_g (``server_lr``) | 0.1 | authors' ``afl_dw.json``, ``server_lr`` (METHODS.md) | none |
-| β(τ) (``beta``) | cosine, s_max = 75 | authors' ``calculate_adaptive_beta`` → ``_cosine_decay`` with ``dfkd_settings.adaptive_beta_factor`` = 75 | none |
+| β(τ) (``beta``) | cosine, s_max = auto | authors' ``calculate_adaptive_beta`` → ``_cosine_decay`` with ``dfkd_settings.adaptive_beta_factor`` = 75 | s_max from the run: its median staleness (``fedrevive/scale.py``; 73 on the paper preset's schedule, whose presets set 75) |
 | gates | none: β applies from the first arrival | ``async_downweighting`` branch has no ``freeze_rounds`` check | none |
 
 The JSON configs themselves were not readable here; the values are those recorded in
@@ -23,8 +23,8 @@ reads (``config[algorithm + "_settings"]["buffer_size"]``, ``config["server_lr"]
 
 Step size: x ← x + η_g·mean(u) over B arrivals (``aggregation.BufferedMethod``), the
 authors' ``add_update_to_params`` with server_lr on the mean of the buffer; one arrival
-moves the model by η_g·(1 − β(τ))·Δ_i. The ci presets shrink s_max as FedRevive's do
-(``tasks/digits.py``, ``FEDREVIVE_CI``).
+moves the model by η_g·(1 − β(τ))·Δ_i. s_max follows the run's staleness as FedRevive's
+does (``s_max=auto``); the paper presets set the authors' 75.
 """
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ import torch
 
 from asyncfl_bench.contract.method import ClientUpdate
 from asyncfl_bench.methods.aggregation import BufferedMethod
-from asyncfl_bench.methods.fedrevive.beta import make_beta
+from asyncfl_bench.methods.fedrevive.beta import make_beta, resolve_auto
+from asyncfl_bench.methods.fedrevive.scale import auto_s_max
 
 
 def downweighted(delta: torch.Tensor, beta: float) -> torch.Tensor:
@@ -46,13 +47,17 @@ class AFLDW(BufferedMethod):
     defaults = {
         "buffer_size": 1,              # B, afl_dw.json
         "server_lr": 0.1,              # η_g, afl_dw.json
-        "beta": "cosine:s_max=75",     # β(τ), dfkd_settings.beta = cosine, adaptive_beta_factor = 75
+        # β(τ), dfkd_settings.beta = cosine; s_max (adaptive_beta_factor, 75 in the authors'
+        # configs) from the run's schedule: its median staleness (fedrevive/scale.py)
+        "beta": "cosine:s_max=auto",
     }
     search_space = {"server_lr": "log:low=0.01,high=1.0"}
 
     def __init__(self, ctx, params, **hparams):
         super().__init__(ctx, params, **hparams)
-        self.beta = make_beta(self.hp.beta)
+        # the spec as run: s_max=auto resolved from the run's schedule (scale.auto_s_max)
+        self.beta_spec = resolve_auto(self.hp.beta, lambda: auto_s_max(ctx, self.hp.buffer_size))
+        self.beta = make_beta(self.beta_spec)
         self.beta_log = {"beta_sum": 0.0, "arrivals": 0}
 
     def contribution(self, update: ClientUpdate) -> torch.Tensor:
@@ -63,7 +68,8 @@ class AFLDW(BufferedMethod):
 
     def metrics(self) -> dict:
         mean_beta = self.beta_log["beta_sum"] / max(self.beta_log["arrivals"], 1)
-        return {"mean_beta": mean_beta, "diagnostics": {"mean_beta": mean_beta}}
+        return {"mean_beta": mean_beta, "resolved": {"beta": self.beta_spec},
+                "diagnostics": {"mean_beta": mean_beta}}
 
     def server_state(self) -> dict:
         return {**super().server_state(), "beta_log": dict(self.beta_log)}

@@ -1,7 +1,8 @@
 """Schedules β(τ) of FedRevive's hybrid update u = (1 − β(τ))·Δ + β(τ)·Δ^KD.
 
 * ``cosine:s_max=75``        β = 1 − ½(1 + cos(π τ / (2 s_max))) for τ ≤ 2 s_max, else 1
-                             (the paper's schedule: 0 when fresh, ½ at s_max, 1 at 2 s_max)
+                             (the paper's schedule: 0 when fresh, ½ at s_max, 1 at 2 s_max);
+                             ``cosine:s_max=auto``: s_max from the run's schedule (``scale.auto_s_max``)
 * ``fixed:value=0.5``        β = value (``fixed:0.5`` also works)
 * ``linear:gamma=0.005``     β = min(1, γ τ)
 * ``exponential:lam=0.005``  β = 1 − exp(−λ τ)
@@ -49,8 +50,22 @@ FUNCTIONS = {
 }
 
 
+def resolve_auto(spec: str, s_max: Callable[[], float]) -> str:
+    """The spec with ``s_max=auto`` replaced by the value ``s_max()`` gives (any other spec
+    as it is): ``cosine:s_max=auto`` → ``cosine:s_max=6``."""
+    kind, _, rest = str(spec).strip().partition(":")
+    if kind.strip().lower() != "cosine" or "=" not in rest:
+        return spec
+    _, params = parse_spec(spec, "β schedule")
+    if str(params.get("s_max")).lower() != "auto":
+        return spec
+    params["s_max"] = s_max()
+    return "cosine:" + ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
 def make_beta(spec: str) -> Callable[[int], float]:
-    """Build β(τ) from a spec such as ``cosine:s_max=75`` or ``fixed:0.5``."""
+    """Build β(τ) from a spec such as ``cosine:s_max=75`` or ``fixed:0.5`` (``s_max=auto``
+    must be resolved first: ``resolve_auto``)."""
     kind, _, rest = str(spec).strip().partition(":")
     kind = kind.strip().lower()
     if kind not in KINDS:

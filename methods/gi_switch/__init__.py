@@ -220,6 +220,18 @@ class GISwitch(CorrectedDeltaMethod):
             "gi_last_e2": checks[-1][2] if checks else None,
         }
 
+    def engagement(self) -> dict:
+        """Did any stale update get inverted?"""
+        out = {"engaged": self.inversions > 0, "mechanism": "inverted an update",
+               "detail": (f"{self.inversions} inversions, "
+                          + ("no switch" if self.rule.switched_at is None
+                             else f"switched back at version {self.rule.switched_at}"))}
+        if self.inversions:
+            return out
+        # a switch needs checks of earlier estimates, so with no inversion it never happened
+        return {**out, "reason": f"no arrival was at least min_staleness = {self.hp.min_staleness} versions stale",
+                "fix": "a lower --set gi-switch.min_staleness, or a trace with longer delays (the intertwined preset)"}
+
     def server_state(self) -> dict:
         # tensors and plain containers only: checkpoints load with weights_only=True
         return {**super().server_state(), "pending": dict(self.pending),
