@@ -18,11 +18,13 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
 import re
 import warnings
 from pathlib import Path
 
+from filelock import Timeout
+
+from asyncfl_bench.atomic import atomic_write, update_lock
 from asyncfl_bench.data import cache
 from asyncfl_bench.data.corpus import Corpus
 from asyncfl_bench.errors import UserError
@@ -66,16 +68,15 @@ def _names_file() -> Path:
 
 def remember(name: str, spec: str) -> None:
     """Record name → spec, so a worker process given only a config's task name (a
-    results-folder-safe slug) can rebuild the task."""
+    results-folder-safe slug) can rebuild the task. Read-modify-written under the
+    registry's lock: two processes registering together both keep their entry."""
+    path = _names_file()
     try:
-        names = json.loads(_names_file().read_text()) if _names_file().is_file() else {}
-        if names.get(name) != spec:
-            names[name] = spec
-            _names_file().parent.mkdir(parents=True, exist_ok=True)
-            tmp = _names_file().with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps(names, indent=1))
-            tmp.replace(_names_file())
-    except (OSError, ValueError):
+        with update_lock(path, timeout=60):
+            names = json.loads(path.read_text()) if path.is_file() else {}
+            if names.get(name) != spec:
+                atomic_write(path, json.dumps({**names, name: spec}, indent=1).encode())
+    except (OSError, ValueError, Timeout):
         pass   # only workers in other processes need it; they report the task as unknown
 
 

@@ -28,7 +28,7 @@ from asyncfl_bench.data.cache import cache_root, fingerprint
 from asyncfl_bench.data.corpus import Corpus
 from asyncfl_bench.data.imports import import_tokenizers, import_transformers, hide_broken_torchvision
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.results.store import atomic_write
+from asyncfl_bench.atomic import atomic_write
 from asyncfl_bench.contract.task import Task, TaskData
 from asyncfl_bench.tasks.image import CORPUS_DEFAULTS, split_for_task, tensor
 from asyncfl_bench.tasks.models import TextClassifier

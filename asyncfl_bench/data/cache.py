@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from asyncfl_bench.atomic import atomic_write, lock_for, swap_folder
 from asyncfl_bench.data.corpus import Corpus, Split
 from asyncfl_bench.data.imports import import_datasets
 from asyncfl_bench.errors import UserError
@@ -58,28 +60,48 @@ def _table(split: Split, kind: str):
 
 
 def save(name: str, corpus: Corpus, source_id: str) -> Path:
-    """Write ``corpus`` into the cache (atomically: a half-written copy is never read)."""
+    """Write ``corpus`` into the cache: built in a folder of its own, then swapped in by
+    rename under the data set's lock (concurrent saves take turns and leave no temp
+    folders; a reader never sees a half-written or half-deleted copy)."""
     datasets = import_datasets()
     if hasattr(datasets, "disable_progress_bars"):   # one line per prepared data set is enough
         datasets.disable_progress_bars()
     folder = cache_root() / name
-    tmp = folder.with_name(f".{name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    for split in ("train", "test"):
-        datasets.Dataset(_table(getattr(corpus, split), corpus.kind)).save_to_disk(str(tmp / split))
-    meta = {"kind": corpus.kind, "class_names": corpus.class_names, "source": corpus.source,
-            "source_id": source_id, "shape": list(np.shape(corpus.train.x)[1:]) if corpus.kind == "image" else None,
-            "sizes": {"train": len(corpus.train), "test": len(corpus.test)}, "extras": corpus.extras,
-            "prepared_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-    (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-    shutil.rmtree(folder, ignore_errors=True)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp.rename(folder)
+    with lock_for(folder):
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{name}.tmp-"))
+        try:
+            for split in ("train", "test"):
+                datasets.Dataset(_table(getattr(corpus, split), corpus.kind)).save_to_disk(str(tmp / split))
+            meta = {"kind": corpus.kind, "class_names": corpus.class_names, "source": corpus.source,
+                    "source_id": source_id,
+                    "shape": list(np.shape(corpus.train.x)[1:]) if corpus.kind == "image" else None,
+                    "sizes": {"train": len(corpus.train), "test": len(corpus.test)}, "extras": corpus.extras,
+                    "prepared_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            atomic_write(tmp / "meta.json", json.dumps(meta, indent=1).encode())
+            swap_folder(tmp, folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return folder
 
 
-def load(name: str) -> Corpus | None:
+def _after_save(name: str) -> dict | None:
+    """The meta of ``name``, waiting for a save in progress (its lock file exists only
+    once some process saved or is saving it) when none is there yet."""
     meta = cached_meta(name)
+    lock = lock_for(cache_root() / name)
+    if meta is None and Path(lock.lock_file).exists():
+        try:
+            with lock.acquire(timeout=600):
+                meta = cached_meta(name)
+        except OSError:   # a read-only cache: nobody can be saving into it
+            pass
+    return meta
+
+
+def load(name: str) -> Corpus | None:
+    meta = _after_save(name)
     if meta is None:
         return None
     datasets = import_datasets()

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from asyncfl_bench.data.cache import cache_root, cached_meta
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.results.store import atomic_write
+from asyncfl_bench.atomic import atomic_write
 
 SYSTEM_PROMPT = "You are a news writer."
 USER_PROMPT = "Generate a single news article about {topic} without a title around {words} words."

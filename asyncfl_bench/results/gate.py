@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.results.store import atomic_write
+from asyncfl_bench.atomic import atomic_write
 
 SCHEMA = 1
 METRICS = ("final_accuracy", "best_accuracy", "time_to_target")

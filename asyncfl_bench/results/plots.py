@@ -21,6 +21,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from asyncfl_bench.atomic import write_with
+
 SMALL_MULTIPLES_FROM = 5   # from this many methods on, the PNG draws one panel per method
 GRID_POINTS = 200
 MUTED = "#c4c4c4"
@@ -251,10 +253,7 @@ def sensitivity_figure(trials: dict[str, pd.DataFrame], log_scale: dict[str, set
 
 def save_png(fig: Figure, path) -> None:
     """Write atomically: a reader never sees half a PNG."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    tmp.replace(path)
+    write_with(path, fig.savefig)
 
 
 def svg_markup(fig: Figure, salt: str) -> str:

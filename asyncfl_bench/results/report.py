@@ -15,7 +15,8 @@ from asyncfl_bench.results.metrics import (
     mean_ci,
     time_to_target,
 )
-from asyncfl_bench.results.store import atomic_write, iter_runs, read_curve
+from asyncfl_bench.atomic import atomic_write
+from asyncfl_bench.results.store import iter_runs, read_curve
 
 REFERENCE = "fedbuff"   # speedups are relative to FedBuff, the standard async baseline
 

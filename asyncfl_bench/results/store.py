@@ -9,33 +9,19 @@ crash never leaves a half-written file under a real name.
 from __future__ import annotations
 
 import json
-import os
 import re
 import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from asyncfl_bench.atomic import atomic_write
 from asyncfl_bench.config.identity import run_id
 from asyncfl_bench.errors import UserError
 
 # names that become path components (task, preset, method, run id): one plain component,
 # never "..", a separator or an absolute path, whatever a results file someone sent says
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_json(path: Path, obj) -> None:

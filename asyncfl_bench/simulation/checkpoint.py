@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.results.store import atomic_write
+from asyncfl_bench.atomic import atomic_write
 
 NAME = "checkpoint.pt"
 

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from asyncfl_bench.atomic import atomic_write, write_with
 from asyncfl_bench.errors import UserError
 from asyncfl_bench.traces.model import JITTERS, Trace
 
@@ -88,21 +89,16 @@ def trace_header(trace: Trace) -> dict:
 
 
 def write_table(frame: pd.DataFrame, header: dict, path) -> Path:
-    """Write a trace table with its header, atomically (tmp file + rename)."""
+    """Write a trace table with its header, atomically (``atomic.write_with``)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     if _is_parquet(path):
         pa = _pyarrow()
         table = pa.Table.from_pandas(frame, preserve_index=False)
         meta = {**(table.schema.metadata or {}),
                 **{k.encode(): json.dumps(v, default=_plain).encode() for k, v in header.items()}}
-        pa.parquet.write_table(table.replace_schema_metadata(meta), tmp)
-    else:
-        lines = [f"# {k}={json.dumps(v, default=_plain)}" for k, v in header.items()]
-        tmp.write_text("\n".join(lines) + "\n" + frame.to_csv(index=False))
-    tmp.replace(path)
-    return path
+        return write_with(path, lambda tmp: pa.parquet.write_table(table.replace_schema_metadata(meta), tmp))
+    lines = [f"# {k}={json.dumps(v, default=_plain)}" for k, v in header.items()]
+    return atomic_write(path, ("\n".join(lines) + "\n" + frame.to_csv(index=False)).encode())
 
 
 def _plain(value):

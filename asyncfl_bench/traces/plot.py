@@ -5,17 +5,15 @@ from pathlib import Path
 
 import numpy as np
 
+from asyncfl_bench.atomic import write_with
 from asyncfl_bench.traces.schedule import Schedule
 from asyncfl_bench.traces.summary import schedule_frame
 
 
 def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
+    write_with(path, fig.savefig)
     plt.close(fig)
-    tmp.replace(path)
     return path
 
 

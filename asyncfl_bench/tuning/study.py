@@ -36,6 +36,7 @@ import sqlalchemy.exc
 from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from asyncfl_bench.atomic import held_alone
 from asyncfl_bench.config.settings import resolve, run_id
 from asyncfl_bench.errors import UserError
 from asyncfl_bench.results.store import ensure_writable, run_dir
@@ -221,27 +222,32 @@ def tune(spec: TuneSpec, plans: list[MethodStudy], results: Path, execution: Exe
     content (written by the caller). ``on_round(rows)`` gets (method, number, params, value)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)   # the caller reports each round
     path = storage_path(results, spec.task.name, spec.preset)
-    open_studies(spec, plans, path)
-    while True:
-        batch = [(m, number, params) for m in plans for number, params in next_round(spec, m)]
-        if not batch:
-            break
-        configs = [trial_config(spec, m.method_cls, s, params) for m, _, params in batch for s in spec.seeds]
-        summaries = iter(run_trial_configs(configs, results, execution))
-        configs_iter = iter(configs)
-        rows = []
-        for m, number, params in batch:
-            values = []
-            for _ in spec.seeds:
-                cfg, summary = next(configs_iter), next(summaries)
-                values.append(run_value(_curve(results, cfg), bool(summary["diverged"]), spec.objective,
-                                        cfg["setup"]["target_accuracy"]))
-            value = trial_value(values)
-            m.study.tell(number, value)
-            rows.append((m.method, number, params, value))
-        if on_round is not None:
-            on_round(rows)
-    return tuned_content(spec, plans, path)
+    ensure_writable(path.parent)
+    # one tune per study database: a second would re-run the first's running trials and
+    # fail on Optuna's tell(); it exits 2 naming the holder instead
+    with held_alone(path, "the study database", "wait for that tune to finish (its studies resume, so "
+                    "rerunning the same tune then reuses every finished trial), or tune into another --results"):
+        open_studies(spec, plans, path)
+        while True:
+            batch = [(m, number, params) for m in plans for number, params in next_round(spec, m)]
+            if not batch:
+                break
+            configs = [trial_config(spec, m.method_cls, s, params) for m, _, params in batch for s in spec.seeds]
+            summaries = iter(run_trial_configs(configs, results, execution))
+            configs_iter = iter(configs)
+            rows = []
+            for m, number, params in batch:
+                values = []
+                for _ in spec.seeds:
+                    cfg, summary = next(configs_iter), next(summaries)
+                    values.append(run_value(_curve(results, cfg), bool(summary["diverged"]), spec.objective,
+                                            cfg["setup"]["target_accuracy"]))
+                value = trial_value(values)
+                m.study.tell(number, value)
+                rows.append((m.method, number, params, value))
+            if on_round is not None:
+                on_round(rows)
+        return tuned_content(spec, plans, path)
 
 
 def tuned_content(spec: TuneSpec, plans: list[MethodStudy], path: Path) -> dict:

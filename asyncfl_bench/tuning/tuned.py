@@ -19,6 +19,7 @@ import json
 import math
 from pathlib import Path
 
+from asyncfl_bench.atomic import update_lock
 from asyncfl_bench.config.settings import coerce
 from asyncfl_bench.errors import UserError
 from asyncfl_bench.results.store import write_json
@@ -70,17 +71,18 @@ def write(path: Path, tuned: dict) -> dict:
     """Write ``tuned``, merged with the methods of an existing file of the same budget;
     an existing file of another budget is left as it is (UserError)."""
     path = Path(path)
-    merged = copy.deepcopy(tuned)
-    if path.exists():
-        old = read(path)
-        for key in BUDGET_KEYS:
-            if old[key] != tuned[key]:
-                raise UserError(f"{path} holds methods tuned with another {key} ({_short(old[key])} vs "
-                                f"{_short(tuned[key])}); one file holds one budget, so it was left as it is; "
-                                f"fix: tune with the same settings, or write elsewhere with --out FILE")
-        merged["methods"] = {**old["methods"], **tuned["methods"]}
-    merged["methods"] = dict(sorted(merged["methods"].items()))
-    write_json(path, merged)
+    with update_lock(path):   # two tunes finishing together both keep their methods
+        merged = copy.deepcopy(tuned)
+        if path.exists():
+            old = read(path)
+            for key in BUDGET_KEYS:
+                if old[key] != tuned[key]:
+                    raise UserError(f"{path} holds methods tuned with another {key} ({_short(old[key])} vs "
+                                    f"{_short(tuned[key])}); one file holds one budget, so it was left as it "
+                                    f"is; fix: tune with the same settings, or write elsewhere with --out FILE")
+            merged["methods"] = {**old["methods"], **tuned["methods"]}
+        merged["methods"] = dict(sorted(merged["methods"].items()))
+        write_json(path, merged)
     return merged
 
 
