@@ -82,3 +82,41 @@ def test_unknown_data_set_and_missing_from_path(tmp_path):
         prepare("mnist")
     with pytest.raises(UserError, match="no such file"):
         prepare("femnist", tmp_path / "nope")
+
+
+def test_hub_reachable_asks_the_configured_endpoint_through_huggingface_hub(monkeypatch):
+    """A mirror (HF_ENDPOINT) that answers counts as network, whatever status it gives; an
+    endpoint nobody listens on does not; the offline switches win over both."""
+    import http.server
+    import socket
+    import threading
+
+    seen = []
+
+    class Mirror(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self):
+            seen.append(self.path)
+            self.send_response(404)   # an answer, even an error, means the hub is there
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Mirror)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.delenv("ASYNCFL_BENCH_OFFLINE")
+    for proxy in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(proxy, raising=False)
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+        assert hub_reachable() and seen == ["/api/datasets"]
+        with socket.socket() as s:   # a port with nobody behind it
+            s.bind(("127.0.0.1", 0))
+            closed = s.getsockname()[1]
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed}")
+        assert not hub_reachable(timeout=2)
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        assert not hub_reachable() and len(seen) == 1
+    finally:
+        server.shutdown()

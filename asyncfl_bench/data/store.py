@@ -7,7 +7,6 @@ command or flag that fixes it. Only ``asyncfl-bench data prepare`` downloads.
 from __future__ import annotations
 
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -116,14 +115,24 @@ def find_local(src: Source, data_dir: Path | None) -> Path | None:
     return None
 
 
-def hub_reachable(timeout: float = 2.0) -> bool:
+def hub_reachable(timeout: float = 5.0) -> bool:
+    """Whether the Hugging Face hub answers, asked the way downloads ask it: through
+    ``huggingface_hub``'s own session at ``HF_ENDPOINT`` (a mirror) and through
+    ``HTTPS_PROXY`` when set, so a machine behind a proxy or a mirror is not wrongly
+    told it has no network. Any answer counts, even an error status."""
     if any(os.environ.get(v, "").lower() in ("1", "true", "yes")
            for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "ASYNCFL_BENCH_OFFLINE")):
         return False
     try:
-        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
+        from huggingface_hub import constants
+        from huggingface_hub.utils import get_session
+    except ImportError:
+        return False
+    endpoint = os.environ.get("HF_ENDPOINT") or constants.ENDPOINT
+    try:
+        get_session().head(endpoint.rstrip("/") + "/api/datasets", timeout=timeout)
         return True
-    except OSError:
+    except Exception:   # requests' or httpx's errors, depending on the huggingface_hub version
         return False
 
 

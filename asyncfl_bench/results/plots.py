@@ -269,6 +269,12 @@ def svg_markup(fig: Figure, salt: str) -> str:
     # matplotlib's RDF block names Dublin Core schema URLs: nothing is fetched, but a page
     # that promises no outside address should not contain any
     text = re.sub(r"\s*<metadata>.*?</metadata>", "", text, flags=re.DOTALL)
+    # clip-path ids: matplotlib hashes the clip path's repr, which in older releases holds
+    # object addresses, so the same figure drew new ids on every save; numbered in order
+    # of appearance under the salt instead, they are the same on every rebuild
+    clips = dict.fromkeys(re.findall(r'<clipPath id="([^"]+)"', text))
+    for n, old_id in enumerate(clips):
+        text = text.replace(f'id="{old_id}"', f'id="{salt}-clip{n}"').replace(f"url(#{old_id})", f"url(#{salt}-clip{n})")
     head, rest = text.split(">", 1)
     head = re.sub(r'\s(width|height)="[^"]*"', "", head)
     # it shrinks with the screen, but never grows far past its own size (big text otherwise)

@@ -60,8 +60,8 @@ def _pyarrow():
         import pyarrow
         import pyarrow.parquet
     except ImportError:
-        raise UserError("Parquet trace files need pyarrow; fix: pip install 'asyncfl-bench[parquet]' "
-                        "or use a .csv trace") from None
+        raise UserError("Parquet trace files need pyarrow (a dependency of asyncfl-bench, missing here); "
+                        "fix: pip install pyarrow, or use a .csv trace") from None
     return pyarrow
 
 
