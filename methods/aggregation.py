@@ -2,12 +2,16 @@
 
 * ``weighted_mean``: Σ w_i·v_i / Σ w_i over a buffer of flat vectors;
 * ``ServerOptimizer``: server SGD with momentum on the pseudo-gradient −Δ (FedOpt's form);
+* ``AdaptiveServerOptimizer``: FedOpt's server Adam / Yogi / Adagrad (Reddi et al.,
+  ICLR 2021, Alg. 2), with AMSGrad's running maximum and bias correction as options
+  (FADAS);
 * ``LatestPerClient``: each client's latest tensor and their running sum (FedEcho's
   ensemble of predictions, CA2FL's cache of updates);
 * ``BufferedMethod``: FedBuff's server loop (Nguyen et al., AISTATS 2022, Alg. 1):
   buffer K contributions, s(τ)·Δ by default, then x ← x + η_g·mean through the server
   optimiser. Variants override small hooks (what an arrival contributes and weighs,
-  when the buffer is full, how it is aggregated, what the server makes of the
+  when the buffer is full, how it is aggregated, which optimiser applies it and at what
+  rate, what the server makes of the
   stepped model, what follows a step);
 * ``CorrectedDeltaMethod``: methods that turn a stale delta into an estimate Δ̃ of the
   fresh one (DC-ASGD, gi-switch) rebase it on the current model, x_t + Δ̃, and
@@ -60,17 +64,86 @@ class ServerOptimizer:
     def __init__(self, lr: float, momentum: float = 0.0):
         self.lr, self.momentum, self.buf = lr, momentum, None
 
-    def apply(self, params: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    def apply(self, params: torch.Tensor, delta: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        """x + scale·η·m; ``scale`` is a per-step factor on η (FADAS's delay-adaptive rate)."""
         if self.momentum:
             self.buf = delta.clone() if self.buf is None else self.buf.mul_(self.momentum).add_(delta)
             delta = self.buf
-        return params + self.lr * delta
+        return params + (scale * self.lr) * delta
 
     def state(self) -> dict:
         return {"buf": self.buf}
 
     def load(self, state: dict) -> None:
         self.buf = state.get("buf")
+
+
+class AdaptiveServerOptimizer:
+    """FedOpt's adaptive server step on the round's pseudo-update Δ (Reddi, Charles, Zaheer,
+    Garrett, Rush, Konečný, Kumar, McMahan, "Adaptive Federated Optimization", ICLR 2021,
+    Algorithm 2, with −Δ as the gradient):
+
+        m ← β1·m + (1 − β1)·Δ
+        v ← v + Δ²                                   (adagrad)
+        v ← v − (1 − β2)·Δ²·sign(v − Δ²)             (yogi)
+        v ← β2·v + (1 − β2)·Δ²                       (adam)
+        x ← x + η·m / (√v + ε)                       (ε is the paper's τ, the adaptivity)
+
+    Options beyond Alg. 2, off by default:
+
+    * ``amsgrad``: the denominator is √v̂ with v̂ ← max(v̂, v), never decreasing (FADAS,
+      Wang et al., ICML 2024, Alg. 1; yujiaw98/FADAS ``update.py``, optimizer ``fedams``);
+    * ``bias_correction``: Adam's, with t the number of steps taken so far plus one:
+      η·√(1 − β2^t)/(1 − β1^t) on m/(√v + ε·√(1 − β2^t)), i.e. m̂/(√v̂ + ε) with
+      m̂ = m/(1 − β1^t), v̂ = v/(1 − β2^t). Alg. 2 has none; the FedOpt authors' runs
+      (Keras Adam), Flower's FedAdam and FADAS's official code correct.
+
+    v starts at ``v0`` (Alg. 2 asks v₋₁ ≥ τ²; the authors' Keras optimisers start Adagrad's
+    and Yogi's accumulators at 0, as does FADAS's ``max_init``), m and v̂ at 0. Moments
+    advance once per call, i.e. once per server step, never per arrival.
+    """
+
+    KINDS = ("adam", "yogi", "adagrad")
+
+    def __init__(self, lr: float, kind: str = "adam", beta1: float = 0.9, beta2: float = 0.99,
+                 eps: float = 1e-3, v0: float = 0.0, amsgrad: bool = False, bias_correction: bool = False):
+        if kind not in self.KINDS:
+            raise UserError(f"unknown server optimiser '{kind}'; valid: {', '.join(self.KINDS)}")
+        self.lr, self.kind, self.beta1, self.beta2, self.eps = lr, kind, beta1, beta2, eps
+        self.v0, self.amsgrad, self.bias_correction = v0, amsgrad, bias_correction
+        self.m = self.v = self.vmax = None
+        self.t = 0
+
+    def apply(self, params: torch.Tensor, delta: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        """x + scale·η·m/(√v + ε) after the moment updates above."""
+        if self.m is None:
+            self.m, self.v = torch.zeros_like(delta), torch.full_like(delta, self.v0)
+            self.vmax = torch.zeros_like(delta) if self.amsgrad else None
+        b1, b2 = self.beta1, self.beta2
+        self.t += 1
+        self.m.mul_(b1).add_(delta, alpha=1 - b1)
+        sq = delta * delta
+        if self.kind == "adagrad":
+            self.v.add_(sq)
+        elif self.kind == "yogi":
+            self.v.sub_((1 - b2) * sq * torch.sign(self.v - sq))
+        else:
+            self.v.mul_(b2).add_(sq, alpha=1 - b2)
+        v = self.v
+        if self.amsgrad:
+            torch.maximum(self.vmax, v, out=self.vmax)
+            v = self.vmax
+        lr, eps = scale * self.lr, self.eps
+        if self.bias_correction:
+            c1, c2 = 1 - b1 ** self.t, 1 - b2 ** self.t
+            lr, eps = lr * c2 ** 0.5 / c1, eps * c2 ** 0.5
+        return params + lr * self.m / (v.sqrt() + eps)
+
+    def state(self) -> dict:
+        return {"m": self.m, "v": self.v, "vmax": self.vmax, "t": self.t}
+
+    def load(self, state: dict) -> None:
+        self.m, self.v, self.vmax, self.t = state.get("m"), state.get("v"), state.get("vmax"), state.get("t", 0)
 
 
 class LatestPerClient:
@@ -111,8 +184,8 @@ class UpdateBuffer:
     """What awaits the next server step: the contributions, their weights, and the
     server optimiser that applies their aggregate."""
 
-    def __init__(self, server_lr: float, server_momentum: float = 0.0):
-        self.opt = ServerOptimizer(server_lr, server_momentum)
+    def __init__(self, opt: ServerOptimizer | AdaptiveServerOptimizer):
+        self.opt = opt
         self.buffer: list[torch.Tensor] = []
         self.counts: list[float] = []
 
@@ -142,7 +215,7 @@ class BufferedMethod(Method):
 
     Every arrival adds ``contribution(update)`` with weight ``weight(update)`` to the
     buffer ``self.agg``; when ``round_ends(update)`` the server takes
-    x̂ = ServerOptimizer(x, ``aggregate()``), empties the buffer, commits
+    x̂ = ``server_optimizer()``(x, ``aggregate()``, ``step_scale()``), empties the buffer, commits
     ``refine(x̂)`` as the new model and calls ``after_step()``.
 
     Hyperparameters read: ``server_lr`` (η_g), and where a variant has them
@@ -158,9 +231,13 @@ class BufferedMethod(Method):
                             f"fix: --set {self.name}.buffer_size=10")
         # variants without staleness scaling or server momentum leave those keys out
         self.s = make_staleness(getattr(hp, "staleness", "constant"))
-        self.agg = UpdateBuffer(hp.server_lr, getattr(hp, "server_momentum", 0.0))
+        self.agg = UpdateBuffer(self.server_optimizer())
 
     # -- hooks ---------------------------------------------------------------------
+    def server_optimizer(self) -> ServerOptimizer | AdaptiveServerOptimizer:
+        """What applies the aggregate: server SGD with η_g and momentum μ (FedOpt adapts it)."""
+        return ServerOptimizer(self.hp.server_lr, getattr(self.hp, "server_momentum", 0.0))
+
     def contribution(self, update: ClientUpdate) -> torch.Tensor:
         """What the arrival puts in the buffer: s(τ)·Δ."""
         return self.s(update.staleness) * update.delta
@@ -181,6 +258,10 @@ class BufferedMethod(Method):
         """The model the server commits, given the stepped one x̂ (FedEcho distils from it)."""
         return stepped
 
+    def step_scale(self) -> float:
+        """A factor on η_g for this step, read while the buffer is full (FADAS's delay-adaptive rate)."""
+        return 1.0
+
     def after_step(self) -> None:
         """Server work after a step (FedGen's generator round)."""
 
@@ -188,7 +269,7 @@ class BufferedMethod(Method):
     def receive(self, update: ClientUpdate) -> None:
         self.agg.add(self.contribution(update), self.weight(update))
         if self.round_ends(update):
-            stepped = self.agg.opt.apply(self.params, self.aggregate())
+            stepped = self.agg.opt.apply(self.params, self.aggregate(), self.step_scale())
             self.agg.clear()
             self.step(self.refine(stepped))
             self.after_step()
