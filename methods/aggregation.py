@@ -10,8 +10,8 @@
 * ``BufferedMethod``: FedBuff's server loop (Nguyen et al., AISTATS 2022, Alg. 1):
   buffer K contributions, s(τ)·Δ by default, then x ← x + η_g·mean through the server
   optimiser. Variants override small hooks (what an arrival contributes and weighs,
-  when the buffer is full, how it is aggregated, which optimiser applies it and at what
-  rate, what the server makes of the
+  when the buffer is full, how it is aggregated, which optimiser applies it, what the
+  server makes of the
   stepped model, what follows a step);
 * ``CorrectedDeltaMethod``: methods that turn a stale delta into an estimate Δ̃ of the
   fresh one (DC-ASGD, gi-switch) rebase it on the current model, x_t + Δ̃, and
@@ -64,12 +64,11 @@ class ServerOptimizer:
     def __init__(self, lr: float, momentum: float = 0.0):
         self.lr, self.momentum, self.buf = lr, momentum, None
 
-    def apply(self, params: torch.Tensor, delta: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
-        """x + scale·η·m; ``scale`` is a per-step factor on η (FADAS's delay-adaptive rate)."""
+    def apply(self, params: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         if self.momentum:
             self.buf = delta.clone() if self.buf is None else self.buf.mul_(self.momentum).add_(delta)
             delta = self.buf
-        return params + (scale * self.lr) * delta
+        return params + self.lr * delta
 
     def state(self) -> dict:
         return {"buf": self.buf}
@@ -98,26 +97,26 @@ class AdaptiveServerOptimizer:
       m̂ = m/(1 − β1^t), v̂ = v/(1 − β2^t). Alg. 2 has none; the FedOpt authors' runs
       (Keras Adam), Flower's FedAdam and FADAS's official code correct.
 
-    v starts at ``v0`` (Alg. 2 asks v₋₁ ≥ τ²; the authors' Keras optimisers start Adagrad's
-    and Yogi's accumulators at 0, as does FADAS's ``max_init``), m and v̂ at 0. Moments
+    m, v and v̂ start at 0 (Alg. 2 asks v₋₁ ≥ τ²; the authors' Keras optimisers start
+    Adagrad's and Yogi's accumulators at 0, as does FADAS's ``max_init``). Moments
     advance once per call, i.e. once per server step, never per arrival.
     """
 
     KINDS = ("adam", "yogi", "adagrad")
 
     def __init__(self, lr: float, kind: str = "adam", beta1: float = 0.9, beta2: float = 0.99,
-                 eps: float = 1e-3, v0: float = 0.0, amsgrad: bool = False, bias_correction: bool = False):
+                 eps: float = 1e-3, amsgrad: bool = False, bias_correction: bool = False):
         if kind not in self.KINDS:
             raise UserError(f"unknown server optimiser '{kind}'; valid: {', '.join(self.KINDS)}")
         self.lr, self.kind, self.beta1, self.beta2, self.eps = lr, kind, beta1, beta2, eps
-        self.v0, self.amsgrad, self.bias_correction = v0, amsgrad, bias_correction
+        self.amsgrad, self.bias_correction = amsgrad, bias_correction
         self.m = self.v = self.vmax = None
         self.t = 0
 
-    def apply(self, params: torch.Tensor, delta: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
-        """x + scale·η·m/(√v + ε) after the moment updates above."""
+    def apply(self, params: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """x + η·m/(√v + ε) after the moment updates above."""
         if self.m is None:
-            self.m, self.v = torch.zeros_like(delta), torch.full_like(delta, self.v0)
+            self.m, self.v = torch.zeros_like(delta), torch.zeros_like(delta)
             self.vmax = torch.zeros_like(delta) if self.amsgrad else None
         b1, b2 = self.beta1, self.beta2
         self.t += 1
@@ -133,7 +132,7 @@ class AdaptiveServerOptimizer:
         if self.amsgrad:
             torch.maximum(self.vmax, v, out=self.vmax)
             v = self.vmax
-        lr, eps = scale * self.lr, self.eps
+        lr, eps = self.lr, self.eps
         if self.bias_correction:
             c1, c2 = 1 - b1 ** self.t, 1 - b2 ** self.t
             lr, eps = lr * c2 ** 0.5 / c1, eps * c2 ** 0.5
@@ -215,7 +214,7 @@ class BufferedMethod(Method):
 
     Every arrival adds ``contribution(update)`` with weight ``weight(update)`` to the
     buffer ``self.agg``; when ``round_ends(update)`` the server takes
-    x̂ = ``server_optimizer()``(x, ``aggregate()``, ``step_scale()``), empties the buffer, commits
+    x̂ = ``server_optimizer()``(x, ``aggregate()``), empties the buffer, commits
     ``refine(x̂)`` as the new model and calls ``after_step()``.
 
     Hyperparameters read: ``server_lr`` (η_g), and where a variant has them
@@ -258,10 +257,6 @@ class BufferedMethod(Method):
         """The model the server commits, given the stepped one x̂ (FedEcho distils from it)."""
         return stepped
 
-    def step_scale(self) -> float:
-        """A factor on η_g for this step, read while the buffer is full (FADAS's delay-adaptive rate)."""
-        return 1.0
-
     def after_step(self) -> None:
         """Server work after a step (FedGen's generator round)."""
 
@@ -269,7 +264,7 @@ class BufferedMethod(Method):
     def receive(self, update: ClientUpdate) -> None:
         self.agg.add(self.contribution(update), self.weight(update))
         if self.round_ends(update):
-            stepped = self.agg.opt.apply(self.params, self.aggregate(), self.step_scale())
+            stepped = self.agg.opt.apply(self.params, self.aggregate())
             self.agg.clear()
             self.step(self.refine(stepped))
             self.after_step()

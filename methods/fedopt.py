@@ -18,9 +18,9 @@ Defaults and where they come from:
   lie in 10^-2.5 … 1, google-research/federated ``optimization/`` docs); τ = ``eps`` 1e-3
   (the authors' recommended starting adaptivity); β1 0.9, β2 0.99 (Flower's FedAdam and
   FedYogi; the authors' runs left Keras' 0.999, settable with ``beta2``).
-* No bias correction and v₀ = 0 (Alg. 2 as written; its v₋₁ ≥ τ² is 1e-6 here, below
-  float32's reach on the first step's Δ²): ``bias_correction=true`` gives the authors' Keras
-  Adam and Flower's FedAdam.
+* No bias correction (Alg. 2 as written) and v₀ = 0 (the authors' runs; Alg. 2's v₋₁ ≥ τ²
+  is a 1e-6 floor that matters only where |Δ| ≲ τ, where τ dominates √v + τ anyway):
+  ``bias_correction=true`` gives the authors' Keras Adam and Flower's FedAdam.
 * The same β1 for all three kinds, as Alg. 2 writes it; the authors' Keras Adagrad and
   Flower's FedAdagrad run without momentum, i.e. ``beta1=0``.
 * s(τ) constant: Alg. 2 has no staleness weight and FLSim's hybrid aggregator's default
