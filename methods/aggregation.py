@@ -10,9 +10,9 @@
 * ``BufferedMethod``: FedBuff's server loop (Nguyen et al., AISTATS 2022, Alg. 1):
   buffer K contributions, s(τ)·Δ by default, then x ← x + η_g·mean through the server
   optimiser. Variants override small hooks (what an arrival contributes and weighs,
-  when the buffer is full, how it is aggregated, which optimiser applies it, what the
-  server makes of the
-  stepped model, what follows a step);
+  when the buffer is full, how it is aggregated, which optimiser applies it and at
+  what share of its rate, what the server makes of the stepped model, what follows
+  a step);
 * ``CorrectedDeltaMethod``: methods that turn a stale delta into an estimate Δ̃ of the
   fresh one (DC-ASGD, gi-switch) rebase it on the current model, x_t + Δ̃, and
   aggregate it like an ordinary arrival, by the rule ``aggregation`` picks:
@@ -64,11 +64,11 @@ class ServerOptimizer:
     def __init__(self, lr: float, momentum: float = 0.0):
         self.lr, self.momentum, self.buf = lr, momentum, None
 
-    def apply(self, params: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+    def apply(self, params: torch.Tensor, delta: torch.Tensor, lr_scale: float = 1.0) -> torch.Tensor:
         if self.momentum:
             self.buf = delta.clone() if self.buf is None else self.buf.mul_(self.momentum).add_(delta)
             delta = self.buf
-        return params + self.lr * delta
+        return params + (self.lr * lr_scale) * delta
 
     def state(self) -> dict:
         return {"buf": self.buf}
@@ -113,8 +113,9 @@ class AdaptiveServerOptimizer:
         self.m = self.v = self.vmax = None
         self.t = 0
 
-    def apply(self, params: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
-        """x + η·m/(√v + ε) after the moment updates above."""
+    def apply(self, params: torch.Tensor, delta: torch.Tensor, lr_scale: float = 1.0) -> torch.Tensor:
+        """x + η·m/(√v + ε) after the moment updates above, η times ``lr_scale`` for this
+        step only (FADAS's delay-adaptive rate)."""
         if self.m is None:
             self.m, self.v = torch.zeros_like(delta), torch.zeros_like(delta)
             self.vmax = torch.zeros_like(delta) if self.amsgrad else None
@@ -132,7 +133,7 @@ class AdaptiveServerOptimizer:
         if self.amsgrad:
             torch.maximum(self.vmax, v, out=self.vmax)
             v = self.vmax
-        lr, eps = self.lr, self.eps
+        lr, eps = self.lr * lr_scale, self.eps
         if self.bias_correction:
             c1, c2 = 1 - b1 ** self.t, 1 - b2 ** self.t
             lr, eps = lr * c2 ** 0.5 / c1, eps * c2 ** 0.5
@@ -180,17 +181,19 @@ class LatestPerClient:
 
 
 class UpdateBuffer:
-    """What awaits the next server step: the contributions, their weights, and the
-    server optimiser that applies their aggregate."""
+    """What awaits the next server step: the contributions, their weights and staleness,
+    and the server optimiser that applies their aggregate."""
 
     def __init__(self, opt: ServerOptimizer | AdaptiveServerOptimizer):
         self.opt = opt
         self.buffer: list[torch.Tensor] = []
         self.counts: list[float] = []
+        self.staleness: list[int] = []
 
-    def add(self, contribution: torch.Tensor, weight: float) -> None:
+    def add(self, contribution: torch.Tensor, weight: float, staleness: int = 0) -> None:
         self.buffer.append(contribution)
         self.counts.append(weight)
+        self.staleness.append(staleness)
 
     def __len__(self) -> int:
         return len(self.buffer)
@@ -199,13 +202,16 @@ class UpdateBuffer:
         return weighted_mean(self.buffer, self.counts)
 
     def clear(self) -> None:
-        self.buffer, self.counts = [], []
+        self.buffer, self.counts, self.staleness = [], [], []
 
     def state(self) -> dict:
-        return {"buffer": list(self.buffer), "counts": list(self.counts), "opt": self.opt.state()}
+        return {"buffer": list(self.buffer), "counts": list(self.counts),
+                "staleness": list(self.staleness), "opt": self.opt.state()}
 
     def load(self, state: dict) -> None:
         self.buffer, self.counts = list(state["buffer"]), list(state["counts"])
+        # checkpoints written before the buffer kept staleness: only FADAS reads it
+        self.staleness = list(state.get("staleness", [0] * len(self.buffer)))
         self.opt.load(state["opt"])
 
 
@@ -214,7 +220,7 @@ class BufferedMethod(Method):
 
     Every arrival adds ``contribution(update)`` with weight ``weight(update)`` to the
     buffer ``self.agg``; when ``round_ends(update)`` the server takes
-    x̂ = ``server_optimizer()``(x, ``aggregate()``), empties the buffer, commits
+    x̂ = ``server_optimizer()``(x, ``aggregate()``) at η·``lr_scale()``, empties the buffer, commits
     ``refine(x̂)`` as the new model and calls ``after_step()``.
 
     Hyperparameters read: ``server_lr`` (η_g), and where a variant has them
@@ -253,6 +259,10 @@ class BufferedMethod(Method):
         """The server's pseudo-update from the buffer: the weighted mean."""
         return self.agg.mean()
 
+    def lr_scale(self) -> float:
+        """A factor on η for the step about to be taken, read from the full buffer (FADAS)."""
+        return 1.0
+
     def refine(self, stepped: torch.Tensor) -> torch.Tensor:
         """The model the server commits, given the stepped one x̂ (FedEcho distils from it)."""
         return stepped
@@ -262,9 +272,9 @@ class BufferedMethod(Method):
 
     # -- the loop ------------------------------------------------------------------
     def receive(self, update: ClientUpdate) -> None:
-        self.agg.add(self.contribution(update), self.weight(update))
+        self.agg.add(self.contribution(update), self.weight(update), update.staleness)
         if self.round_ends(update):
-            stepped = self.agg.opt.apply(self.params, self.aggregate())
+            stepped = self.agg.opt.apply(self.params, self.aggregate(), self.lr_scale())
             self.agg.clear()
             self.step(self.refine(stepped))
             self.after_step()
