@@ -49,7 +49,7 @@ class Digits(Task):
             # FLSim's K = 10 equals the whole concurrency here and its server momentum 0.9
             # overshoots on 300 arrivals: K = 5, plain server step; buffered methods get the same K.
             "methods": {"fedbuff": {"buffer_size": 5, "server_lr": 1.0, "server_momentum": 0.0},
-                        "ca2fl": {"buffer_size": 5}, "fedopt": {"buffer_size": 5},
+                        "ca2fl": {"buffer_size": 5}, "fedopt": {"buffer_size": 5}, "mifa": {"buffer_size": 5},
                         # a synthetic U (fedecho.proxy=synthetic) comes from FedRevive's ci synthesiser,
                         # frozen at version 20 of the 60 this run has
                         "fedecho": {"buffer_size": 5, "synthetic_after": 20,

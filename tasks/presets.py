@@ -52,6 +52,7 @@ CI_LOCAL = {"optimizer": "adam", "lr": 1e-3, "batch_size": 32, "iterations": 10}
 # Every buffered method gets the same K, so the comparison is of the methods, not of K.
 CI_FEDBUFF = {"fedbuff": {"buffer_size": 5, "server_lr": 1.0, "server_momentum": 0.0},
               "ca2fl": {"buffer_size": 5}, "fedecho": {"buffer_size": 5}, "fedopt": {"buffer_size": 5},
+              "mifa": {"buffer_size": 5},
               "fedgen": {"buffer_size": 5, "server_lr": 1.0, "server_momentum": 0.0}}
 
 # FedRevive's per-dataset changes to its CIFAR-10 defaults (the method's ``defaults``), from the
