@@ -98,6 +98,7 @@ CASES = {   # case: (method, its overrides, the versions at which its behaviour 
     "fedopt": ("fedopt", {"kind": "yogi", "bias_correction": True}, []),
     "fadas": ("fadas", {"server_lr": 0.01}, []),
     "mifa": ("mifa", {}, []),
+    "fedfa": ("fedfa", {"window": 3}, []),
     "gi-switch": ("gi-switch", {"min_staleness": 1, "iterations": 3, "rec_max": 4}, []),
 }
 RESUME_SETUP = {"num_clients": "8", "concurrency": "4", "total_arrivals": "20", "eval_every": "1"}
