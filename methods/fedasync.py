@@ -19,6 +19,12 @@ Step size, audited against the paper:
   f(z) + (ρ/2)·‖z − x‖²; here clients run the task's plain local training, the same
   for every method. That changes the size of x_i − x_t, not what α means.
 * Presets: no task preset overrides fedasync.
+
+The paper's three named variants are registered as methods of their own, so a
+leaderboard can hold them side by side: ``fedasync`` is FedAsync+Poly (a = 0.5),
+``fedasync-const`` FedAsync+Const (s = 1) and ``fedasync-hinge`` FedAsync+Hinge with
+the paper's a = 10, b = 4 (s = 1 up to τ = 4, then 1/(10(τ − 4) + 1)); each differs
+from ``fedasync`` only in its default ``staleness``.
 """
 from __future__ import annotations
 
@@ -28,7 +34,7 @@ from asyncfl_bench.contract.method import ClientUpdate, Method
 
 class FedAsync(Method):
     name = "fedasync"
-    source = "Xie, Koyejo, Gupta, arXiv:1903.03934 (2019)"
+    source = "Xie, Koyejo, Gupta, arXiv:1903.03934 (2019), +Poly"
     defaults = {
         "alpha": 0.6,                    # α, the mixing weight
         "staleness": "polynomial:a=0.5", # s(τ)
@@ -42,3 +48,15 @@ class FedAsync(Method):
     def receive(self, update: ClientUpdate) -> None:
         a = self.hp.alpha * self.s(update.staleness)
         self.step(self.params.lerp(update.params, a))   # (1 − a)·x + a·x_i
+
+
+class FedAsyncConst(FedAsync):
+    name = "fedasync-const"
+    source = "Xie, Koyejo, Gupta, arXiv:1903.03934 (2019), +Const"
+    defaults = {**FedAsync.defaults, "staleness": "constant"}
+
+
+class FedAsyncHinge(FedAsync):
+    name = "fedasync-hinge"
+    source = "Xie, Koyejo, Gupta, arXiv:1903.03934 (2019), +Hinge"
+    defaults = {**FedAsync.defaults, "staleness": "hinge:a=10,b=4"}
