@@ -55,6 +55,19 @@ CI_FEDBUFF = {"fedbuff": {"buffer_size": 5, "server_lr": 1.0, "server_momentum":
               "mifa": {"buffer_size": 5},
               "fedgen": {"buffer_size": 5, "server_lr": 1.0, "server_momentum": 0.0}}
 
+# Wang & Gao's intertwined comparison: one aggregation rule for every method, FedBuff's buffer
+# with K = 5, η_g = 1, no server momentum and no staleness weight. FedBuff under it is the
+# paper's "direct aggregation"; dc-asgd and gi-switch differ only by their estimate of the fresh
+# update. gi-switch's inversion is cut to a CPU budget (Table 1: 15,000 iterations, |D_rec| =
+# ½|D_i|): 50 iterations, |D_rec| ≤ 24, with the Adam rate that works at that budget (0.1, not 1).
+ONE_RULE = {"aggregation": "fedbuff", "buffer_size": 5, "server_lr": 1.0, "server_momentum": 0.0,
+            "staleness": "constant"}
+INTERTWINED_METHODS = {
+    "fedbuff": {k: v for k, v in ONE_RULE.items() if k != "aggregation"},
+    "dc-asgd": dict(ONE_RULE),
+    "gi-switch": {**ONE_RULE, "iterations": 50, "rec_max": 24, "gi_lr": 0.1},
+}
+
 # FedRevive's per-dataset changes to its CIFAR-10 defaults (the method's ``defaults``), from the
 # authors' SampleConfigFiles/<task>/fedrevive.json (values as recorded in ../shared/METHODS.md);
 # keys as their code reads them: dfkd_settings.lr_g / lr_z / bn (FastMetaSynthesizer), .lr the KD

@@ -21,8 +21,8 @@ from asyncfl_bench.traces.generators import make_trace, slow_classes
 TINY = {"total_arrivals": "30", "eval_every": "10"}
 
 
-def _config(method, seed=0, **over):
-    return resolve(_digits(), "intertwined", get_method(method), seed, "cpu", {**TINY, **over}, list(methods()))
+def _config(method, seed=0, preset="intertwined", **over):
+    return resolve(_digits(), preset, get_method(method), seed, "cpu", {**TINY, **over}, list(methods()))
 
 
 def _digits():
@@ -31,7 +31,7 @@ def _digits():
 
 
 def test_preset_delays_the_holders_of_the_slow_class():
-    cfg = _config("fedbuff")
+    cfg = _config("fedbuff", preset="intertwined-slow")
     setup = cfg["setup"]
     assert slow_classes(setup["trace"]) == [3]
     data = _digits().load(setup, 0)
@@ -46,6 +46,26 @@ def test_preset_delays_the_holders_of_the_slow_class():
     assert (trace.extra_delay[fast] == 0).all()
     sched = build_schedule(cfg, False, build_trace(cfg, data))
     assert len(sched) == 30
+
+
+def test_paper_preset_lags_the_holders_bases_and_aggregates_every_method_by_one_rule():
+    """``intertwined``: the same holders of class 3 report at the base trace's rate but train
+    from a model 5–10 rounds old; fedbuff, dc-asgd and gi-switch share K, η_g and s(τ)."""
+    cfg = _config("fedbuff")
+    setup = cfg["setup"]
+    data = _digits().load(setup, 0)
+    trace = make_trace(setup["trace"], setup["num_clients"], 0, class_counts(data))
+    slow = trace.meta["slow_clients"]
+    assert slow == make_trace(_config("fedbuff", preset="intertwined-slow")["setup"]["trace"],
+                              setup["num_clients"], 0, class_counts(data)).meta["slow_clients"]
+    assert (trace.extra_delay == 0).all()
+    assert ((trace.base_lag[slow] >= 5) & (trace.base_lag[slow] <= 10)).all()
+    assert (np.delete(trace.base_lag, slow) == 0).all()
+    rule = ("buffer_size", "server_lr", "server_momentum", "staleness")
+    params = {m: _config(m)["method_params"] for m in ("fedbuff", "dc-asgd", "gi-switch")}
+    assert len({tuple(p[k] for k in rule) for p in params.values()}) == 1
+    assert params["fedbuff"]["staleness"] == "constant"
+    assert params["dc-asgd"]["aggregation"] == params["gi-switch"]["aggregation"] == "fedbuff"
 
 
 def test_slow_class_accuracy_is_the_mean_over_the_slow_classes():

@@ -55,6 +55,8 @@ class RunPlan:
 
     arrivals: int
     dispatched_after: np.ndarray
+    # delayed-base schedules: the arrival count whose model each job trains from (None: its dispatch)
+    base_after: np.ndarray | None = None
 
     def versions(self, buffer_size: int = 1) -> int:
         """Server versions the run ends at when every ``buffer_size`` arrivals make one."""
@@ -64,7 +66,8 @@ class RunPlan:
         """τ of every arrival in versions of a method that steps every ``buffer_size``
         arrivals: the version at arrival i, i // B, less the version its job started from."""
         b = max(int(buffer_size), 1)
-        return np.arange(self.arrivals) // b - np.asarray(self.dispatched_after) // b
+        bases = self.dispatched_after if self.base_after is None else self.base_after
+        return np.arange(self.arrivals) // b - np.asarray(bases) // b
 
 
 @dataclass

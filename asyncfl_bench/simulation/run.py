@@ -86,7 +86,8 @@ def build_schedule(config: dict, synchronous: bool, trace: Trace) -> Schedule:
 
 def run_plan(schedule: Schedule) -> RunPlan:
     """The schedule in the numbers a method may scale its settings by (``RunPlan``)."""
-    return RunPlan(len(schedule), np.asarray(schedule.dispatched_after).copy())
+    return RunPlan(len(schedule), np.asarray(schedule.dispatched_after).copy(),
+                   None if schedule.base_after is None else np.asarray(schedule.base_after).copy())
 
 
 def engagement_fields(method) -> dict:

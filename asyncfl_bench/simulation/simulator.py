@@ -2,7 +2,9 @@
 
 Memory grows with the concurrency, not the number of clients: only the server
 versions that in-flight jobs started from are kept, and clients are index
-tensors into the task's data, never model copies. Local training of a job runs
+tensors into the task's data, never model copies. A delayed-base schedule also
+keeps, from the arrival count a lagged job's base was current at until its
+dispatch, that one version (shared by every job that takes it). Local training of a job runs
 no later than its arrival; its inputs (base, data, job seed, payload) are all
 fixed at dispatch, so when it runs cannot change its result.
 
@@ -18,6 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+import numpy as np
 import torch
 
 from asyncfl_bench.contract.method import ClientUpdate, Method
@@ -92,18 +95,44 @@ class Simulator:
         self.log = RunLog()
         self._segment_start: float | None = None   # wall clock when this process's run() began
         self._dispatches = schedule.dispatches()
+        # delayed-base schedules: how many lagged jobs take the model current at arrival count b
+        # as their base; the model is kept alive from b on (``_keep``) until the last is dispatched
+        self._lagged = (np.zeros(len(schedule), dtype=bool) if schedule.base_after is None
+                        else schedule.base_after != schedule.dispatched_after)
+        self._wanted = np.bincount(schedule.bases[self._lagged], minlength=len(schedule) + 1)
+        self.kept: dict[int, list] = {}        # arrival count -> [version, lagged jobs still to dispatch]
         # each client's label histogram, sent with its updates (ClientUpdate.label_counts)
         self.label_counts = [torch.bincount(data.y_train[idx].long().cpu(), minlength=data.num_classes)
                              for idx in data.clients]
 
     # -- bookkeeping ---------------------------------------------------------
+    def _keep(self, count: int) -> None:
+        """At arrival count ``count``: hold the current model for the lagged jobs that will
+        train from it (each holds one reference in ``live`` from now on)."""
+        wanted = int(self._wanted[count])
+        if wanted:
+            m = self.method
+            entry = self.live.get(m.version)
+            if entry is None:
+                entry = self.live[m.version] = [m.params.clone(), 0]
+            entry[1] += wanted
+            self.kept[count] = [m.version, wanted]
+
     def _dispatch(self, job: int) -> None:
         m = self.method
-        entry = self.live.get(m.version)
-        if entry is None:
-            entry = self.live[m.version] = [m.params.clone(), 0]
-        entry[1] += 1
-        self.jobs[job] = (m.version, m.payload(int(self.schedule.client[job])))
+        if self._lagged[job]:   # its reference was taken when its base was current
+            count = int(self.schedule.base_after[job])
+            version = self.kept[count][0]
+            self.kept[count][1] -= 1
+            if self.kept[count][1] == 0:
+                del self.kept[count]
+        else:
+            version = m.version
+            entry = self.live.get(version)
+            if entry is None:
+                entry = self.live[version] = [m.params.clone(), 0]
+            entry[1] += 1
+        self.jobs[job] = (version, m.payload(int(self.schedule.client[job])))
 
     def _release(self, version: int) -> None:
         entry = self.live[version]
@@ -161,6 +190,7 @@ class Simulator:
         log, s, m = self.log, self.schedule, self.method
         start = self._segment_start = time.perf_counter()
         if self.position == 0 and not log.curve:
+            self._keep(0)
             for job in self._dispatches[0]:
                 self._dispatch(job)
             self._evaluate(0, 0.0)
@@ -185,6 +215,7 @@ class Simulator:
             log.seconds["server"] += t2 - t1
             log.arrivals.append((i + 1, client, now, staleness, version))
             self._release(version)
+            self._keep(i + 1)
             for job in self._dispatches[i + 1]:
                 self._dispatch(job)
             log.max_live_bases = max(log.max_live_bases, len(self.live))
@@ -219,6 +250,7 @@ class Simulator:
             "position": self.position,
             "live": {v: list(e) for v, e in self.live.items()},
             "jobs": dict(self.jobs),
+            "kept": {c: list(e) for c, e in self.kept.items()},
             "pending": dict(self.pending),
             "method": {"params": m.params, "version": m.version, "state": m.server_state()},
             "log": log,
@@ -237,6 +269,7 @@ class Simulator:
         self.position = state["position"]
         self.live = {int(v): list(e) for v, e in state["live"].items()}
         self.jobs = {int(j): tuple(e) for j, e in state["jobs"].items()}
+        self.kept = {int(c): list(e) for c, e in state.get("kept", {}).items()}
         self.pending = {int(j): tuple(e) for j, e in state["pending"].items()}
         m = self.method
         m.params, m.version = state["method"]["params"], state["method"]["version"]

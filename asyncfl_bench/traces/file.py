@@ -26,6 +26,8 @@ Columns (one row per client, ``client`` = 0..N-1 in order):
     availability         str    windows "start:end;start:end" when the client may get a
                                 job (empty: always)
     availability_period_s float windows repeat with this period (0: they do not)
+    base_lag_rounds      float  delayed-base mode: the client trains from the model this many
+                                rounds of ``concurrency`` arrivals old (default 0)
 
 Loading checks every column and value and names the first bad row and column.
 """
@@ -46,9 +48,10 @@ VERSION = 1
 MARKER = "asyncfl-bench-trace"
 COLUMNS = ("client", "compute_mean_s", "compute_s_per_sample", "jitter", "jitter_param", "download_s",
            "upload_mean_s", "bandwidth_kbps", "upload_spread_s", "extra_delay_s", "availability",
-           "availability_period_s")
+           "availability_period_s", "base_lag_rounds")
 NUMERIC = ("compute_mean_s", "compute_s_per_sample", "jitter_param", "download_s", "upload_mean_s",
-           "bandwidth_kbps", "upload_spread_s", "extra_delay_s", "availability_period_s")
+           "bandwidth_kbps", "upload_spread_s", "extra_delay_s", "availability_period_s",
+           "base_lag_rounds")
 
 
 def _is_parquet(path: Path) -> bool:
@@ -80,6 +83,8 @@ def trace_frame(trace: Trace) -> pd.DataFrame:
     if trace.availability is not None:
         cols["availability"] = [_windows_text(w) for w in trace.availability]
         cols["availability_period_s"] = trace.period
+    if trace.base_lag.any():
+        cols["base_lag_rounds"] = trace.base_lag
     return pd.DataFrame(cols)
 
 
@@ -276,6 +281,10 @@ def frame_to_trace(header: dict, frame: pd.DataFrame, where: _Where) -> Trace:
         if kind == "uniform" and p > 1:
             raise where(row, "jitter_param", f"uniform half-width must be <= 1 (durations >= 0), got {p}")
     extra = _numbers(frame, "extra_delay_s", where, False, 0.0)
+    lag = _numbers(frame, "base_lag_rounds", where, False, 0.0)
+    for row, v in enumerate(lag):
+        if v < 0:
+            raise where(row, "base_lag_rounds", f"a lag must be >= 0 rounds, got {v}")
     availability, period = None, np.zeros(n)
     if "availability" in frame:
         availability = tuple(_windows(text, row, where) for row, text in enumerate(frame["availability"]))
@@ -286,7 +295,7 @@ def frame_to_trace(header: dict, frame: pd.DataFrame, where: _Where) -> Trace:
     meta = {k: v for k, v in header.items() if k not in (MARKER, "kind", "params", "seed")}
     return Trace(kind=str(header.get("kind", "file")), params=dict(header.get("params") or {}),
                  compute_mean=compute, download=download, upload_mean=upload, upload_spread=spread,
-                 jitter=jitter, jitter_param=jitter_param, extra_delay=extra, availability=availability,
+                 jitter=jitter, jitter_param=jitter_param, extra_delay=extra, base_lag=lag, availability=availability,
                  period=period, seed=header.get("seed"), meta=meta)
 
 

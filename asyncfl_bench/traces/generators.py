@@ -27,7 +27,10 @@ Generators (``KIND[:k=v,...]``, see ``GENERATORS``):
   Unlimited Staleness in Federated Learning with Intertwined Data and Device
   Heterogeneities"): the ``slow`` clients holding most samples of ``classes``
   get an extra delay, per client uniform in [delay_min, delay_max] mean job
-  durations of the base trace ("rounds"), on every job. Other keys go to the base
+  durations of the base trace ("rounds"), on every job (``mode=slow``). With
+  ``mode=lag`` (the paper's setting) they keep the base trace's timing and report at
+  the normal rate, but train from the server model that many rounds of
+  ``concurrency`` arrivals old (``Trace.base_lag``; ``schedule``). Other keys go to the base
   kind; ``base.KEY`` names a base key that clashes with one of intertwined's own
   (``base=tiers,base.slow=8``).
 
@@ -127,7 +130,7 @@ GENERATORS = {
     "fedrevive": (_fedrevive, {}),
     "fedrevive-shifted": (_fedrevive_shifted, {}),
     "tiers": (_tiers, {"fast": 1.0, "slow": 5.0, "slow_frac": 0.25, "jitter": "exponential"}),
-    "intertwined": (None, {"classes": "0", "slow": 10, "delay_min": 10.0, "delay_max": 40.0,
+    "intertwined": (None, {"classes": "0", "slow": 10, "delay_min": 10.0, "delay_max": 40.0, "mode": "slow",
                            "base": "exponential"}),
 }
 
@@ -198,6 +201,10 @@ def _intertwined(params: dict, num_clients: int, rng, class_counts) -> tuple[dic
     slow = int(mine["slow"])
     if not 0 <= slow <= num_clients:
         raise UserError(f"trace 'intertwined': slow must be between 0 and {num_clients}, got {slow}")
+    mode = str(mine["mode"]).lower()
+    if mode not in ("slow", "lag"):
+        raise UserError(f"trace 'intertwined': unknown mode '{mine['mode']}'; valid: slow (the delayed clients' "
+                        f"jobs last longer), lag (they train from an older model, the paper's setting)")
     if not 0 <= mine["delay_min"] <= mine["delay_max"]:
         raise UserError("trace 'intertwined': need 0 <= delay_min <= delay_max, got "
                         f"{mine['delay_min']}..{mine['delay_max']}")
@@ -211,7 +218,10 @@ def _intertwined(params: dict, num_clients: int, rng, class_counts) -> tuple[dic
     rounds = np.zeros(num_clients)
     rounds[slow_ids] = rng.uniform(mine["delay_min"], mine["delay_max"], size=slow)
     unit = float(np.mean(fields["download"] + fields["compute_mean"] + fields["upload_mean"]))
-    fields["extra_delay"] = rounds * unit
+    if mode == "lag":
+        fields["base_lag"] = rounds
+    else:
+        fields["extra_delay"] = rounds * unit
     meta = {"slow_clients": sorted(int(c) for c in slow_ids), "round_seconds": unit,
             "base_params": base_params}
     return {**mine, **{("base." + k if k in own else k): v for k, v in base_params.items()}}, dict(fields, meta=meta)

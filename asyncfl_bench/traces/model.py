@@ -27,6 +27,9 @@ class Trace:
     jitter: np.ndarray | str = "constant"    # per-client distribution of J (mean 1)
     jitter_param: np.ndarray | float = 0.0   # its shape: uniform half-width, lognormal σ, pareto shape
     extra_delay: np.ndarray | float = 0.0    # per-client seconds added to every job
+    # per-client rounds by which a job's base lags (delayed-base mode: the client trains from
+    # the model as it stood base_lag·concurrency arrivals before its dispatch; ``schedule``)
+    base_lag: np.ndarray | float = 0.0
     availability: tuple | None = None        # per client: (k, 2) array of [start, end] windows, or None
     period: np.ndarray | float = 0.0         # per-client period of the windows (0: not periodic)
     seed: int | None = None                  # the generator's seed (None: not generated)
@@ -35,8 +38,10 @@ class Trace:
     def __post_init__(self):
         n = len(self.compute_mean)
         for name in ("compute_mean", "download", "upload_mean", "upload_spread", "jitter_param",
-                     "extra_delay", "period"):
+                     "extra_delay", "period", "base_lag"):
             object.__setattr__(self, name, _per_client(getattr(self, name), n, float))
+        if not (np.isfinite(self.base_lag).all() and (self.base_lag >= 0).all()):
+            raise UserError(f"base_lag must be finite and >= 0 rounds for every client, got {self.base_lag.tolist()}")
         object.__setattr__(self, "jitter", _per_client(self.jitter, n, object))
         bad = sorted(set(self.jitter) - set(JITTERS))
         if bad:

@@ -7,6 +7,13 @@ Neither depends on the method, so every asynchronous method sees exactly the
 same arrivals; FedAvg sees the same per-job durations (keyed by client and job
 index) arranged in rounds.
 
+A trace with a base lag (``Trace.base_lag``, in rounds of ``concurrency`` arrivals;
+the intertwined trace's ``mode=lag``) keeps the timing and order of every job but
+gives a lagged client's job an older base: it trains from the server model as it
+stood after ``base_after = max(dispatched_after − round(lag·concurrency), 0)``
+arrivals, the same point of the arrival sequence for every method (Wang & Gao's
+delayed clients, which report at the normal rate from a model ``delay`` rounds old).
+
 Arrivals that fall at the same instant are all delivered before any new job is
 dispatched, so with a constant trace the asynchronous schedule degenerates into
 synchronous rounds.
@@ -61,6 +68,14 @@ class Schedule:
     # synchronous only: True at the last arrival of each round (a round whose jobs were
     # dropped has fewer than ``concurrency`` arrivals; one cut off at the end has none)
     round_end: np.ndarray | None = None
+    # delayed-base mode only: arrivals processed when the model job i trains from was current
+    # (None: every job trains from the model current at its dispatch)
+    base_after: np.ndarray | None = None
+
+    @property
+    def bases(self) -> np.ndarray:
+        """Per job, the arrival count at which its base model was current."""
+        return self.dispatched_after if self.base_after is None else self.base_after
 
     def __len__(self) -> int:
         return len(self.client)
@@ -79,6 +94,8 @@ class Schedule:
             h.update(np.ascontiguousarray(a).tobytes())
         if self.dropped:   # only traces with availability windows drop jobs
             h.update(b"dropped%d" % self.dropped)
+        if self.base_after is not None:   # only delayed-base traces lag
+            h.update(b"base" + np.ascontiguousarray(self.base_after).tobytes())
         return h.hexdigest()[:16]
 
     def max_in_flight(self) -> int:
@@ -108,14 +125,18 @@ def make_schedule(trace: Trace, concurrency: int, arrivals: int, seed: int,
     else:
         jobs, round_ends = _AsynchronousEvents(launcher, pick, concurrency).run(arrivals), None
     jobs = jobs[:arrivals]   # the last round or instant may overshoot
-    return Schedule(client=np.array([j.client for j in jobs], dtype=np.int64),
+    client = np.array([j.client for j in jobs], dtype=np.int64)
+    after = np.minimum(np.array([j.dispatched_after for j in jobs], dtype=np.int64), arrivals)
+    lag = np.rint(trace.base_lag[client] * concurrency).astype(np.int64)
+    base_after = np.maximum(after - lag, 0)
+    return Schedule(client=client,
                     job_index=np.array([j.job_index for j in jobs], dtype=np.int64),
                     dispatch_time=np.array([j.dispatch_time for j in jobs]),
                     arrival_time=np.array([j.arrival_time for j in jobs]),
-                    dispatched_after=np.minimum(np.array([j.dispatched_after for j in jobs], dtype=np.int64),
-                                                arrivals),
+                    dispatched_after=after,
                     synchronous=synchronous, dropped=launcher.dropped,
-                    round_end=None if round_ends is None else np.isin(np.arange(len(jobs)), round_ends))
+                    round_end=None if round_ends is None else np.isin(np.arange(len(jobs)), round_ends),
+                    base_after=None if np.array_equal(base_after, after) else base_after)
 
 
 class _Launcher:

@@ -11,12 +11,13 @@ from asyncfl_bench.traces.model import Trace
 
 def schedule_frame(schedule: Schedule) -> pd.DataFrame:
     """The job sequence, with each job's staleness if every arrival made one server update
-    (FedAsync-like; a buffer of K arrivals per update divides it by about K)."""
+    (FedAsync-like; a buffer of K arrivals per update divides it by about K), counted from
+    the arrival its base model was current at (``base_after``: the dispatch, unless lagged)."""
     arrival = np.arange(len(schedule))
     return pd.DataFrame({"arrival": arrival, "client": schedule.client, "job_index": schedule.job_index,
                          "dispatch_time": schedule.dispatch_time, "arrival_time": schedule.arrival_time,
                          "dispatched_after": schedule.dispatched_after,
-                         "staleness": arrival - schedule.dispatched_after})
+                         "base_after": schedule.bases, "staleness": arrival - schedule.bases})
 
 
 def trace_summary(trace: Trace, schedule: Schedule) -> dict:
