@@ -11,8 +11,8 @@ from __future__ import annotations
 import copy
 
 from asyncfl_bench.tasks.image import CorpusImageTask
-from asyncfl_bench.tasks.presets import (CI_FEDBUFF, CI_LOCAL, FEDREVIVE, FEDREVIVE_CI_CUT, INTERTWINED_METHODS,
-                                         PAPER, afl_dw_of, paper_methods)
+from asyncfl_bench.tasks.presets import (CI_FEDBUFF, CI_LOCAL, FEDREVIVE, FEDREVIVE_CI_CUT, GI_CPU_BUDGET,
+                                         INTERTWINED_METHODS, PAPER, afl_dw_of, paper_methods)
 
 
 # FedRevive's FEMNIST reference values (generator rates, w_bn, η_g, the gates as shares of the
@@ -54,8 +54,7 @@ class Femnist(CorpusImageTask):
                              "trace": "intertwined:classes=0,slow=4,delay_min=10,delay_max=40,base=exponential",
                              "local": dict(CI_LOCAL),
                              "methods": {**copy.deepcopy(CI_FEDBUFF),
-                                         "gi-switch": {"buffer_size": 5, "iterations": 50, "rec_max": 24,
-                                                       "gi_lr": 0.1}}},
+                                         "gi-switch": {"buffer_size": 5, **GI_CPU_BUDGET}}},
         "small": {"num_clients": 100, "concurrency": 20, "total_arrivals": 2000, "eval_every": 50,
                   "partition": "natural", "model": "femnist_cnn", "target_accuracy": 0.7,
                   "local": {"optimizer": "adam", "lr": 1e-3, "batch_size": 32, "iterations": 25},
