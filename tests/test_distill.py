@@ -246,3 +246,32 @@ def test_each_teacher_distils_on_pool_samples_drawn_by_its_own_class_proportions
     distill(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), teachers, q, pool, gen(), steps=3, batch=20)
     assert set(torch.cat(seen[0]).tolist()) <= {0, 1, 2}
     assert set(torch.cat(seen[1]).tolist()) <= {7, 8, 9}
+
+
+def test_one_student_forward_over_all_teachers_equals_one_per_teacher():
+    """The joint path (a BatchNorm-free student) draws the same batches and reaches the same
+    losses and student as one forward per teacher, up to float summation order; a student
+    with BatchNorm keeps the per-teacher path, whose batch statistics are per teacher. In
+    float64, so that rounding cannot flip Adam's step on a near-zero gradient."""
+    from asyncfl_bench.methods.distill.kd import batch_independent
+    torch.manual_seed(0)
+    pool = SyntheticPool(64)
+    pool.add(torch.randn(64, 1, 8, 8, dtype=torch.float64), torch.randint(0, 10, (64,)))
+    teachers = [SmallCNN(1, 8, 10).double().eval() for _ in range(3)]
+    q = torch.rand(3, 10) + 0.1
+    runs = {}
+    for joint in (False, True):
+        torch.manual_seed(1)
+        student = SmallCNN(1, 8, 10).double()
+        rng = torch.Generator().manual_seed(2)
+        losses = distill(student, teachers, q, pool, rng, steps=4, batch=8, lr=1e-2, joint=joint)
+        runs[joint] = (losses, torch.cat([p.detach().flatten() for p in student.parameters()]), rng.get_state())
+    (l0, p0, r0), (l1, p1, r1) = runs[False], runs[True]
+    assert torch.equal(r0, r1)                                   # the same draws
+    assert l0[0] != l0[-1] and max(abs(a - b) for a, b in zip(l0, l1)) < 1e-12
+    torch.manual_seed(1)
+    start = torch.cat([p.detach().flatten() for p in SmallCNN(1, 8, 10).double().parameters()])
+    assert (p0 - p1).abs().max() < 1e-10 and (p0 - start).abs().max() > 1e-3   # it trained
+    assert batch_independent(SmallCNN(1, 8, 10)) and batch_independent(MLP(64, 10))
+    assert not batch_independent(nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)))
+    assert not batch_independent(nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.1)))
