@@ -229,3 +229,34 @@ def test_cli_rejects_a_bad_batch_clients_before_running(tmp_path):
                                    "--results", str(tmp_path / "r")])
     assert res.exit_code == 2 and "--batch-clients 'lots'" in res.output
     assert not (tmp_path / "r").exists()
+
+
+def _flop_counter(model, x):
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    return counter.get_total_flops()
+
+
+def test_the_batching_rule_counts_flops_as_the_flop_counter_without_tracing():
+    """``forward_flops`` counts every model the tasks build as torch's FLOP counter does
+    (convolutions, grouped ones included, and linear layers from their output shapes);
+    a model with attention goes through the counter itself."""
+    from torch import nn
+
+    from asyncfl_bench.tasks.models import MLP, FemnistCNN, ImageCNN, ResNet18, SmallCNN, TextClassifier
+    from asyncfl_bench.training.path import forward_flops
+    torch.manual_seed(0)
+    mean, std = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
+    cases = [(SmallCNN(1, 8, 10), torch.rand(1, 1, 8, 8)), (SmallCNN(1, 28, 62), torch.rand(1, 1, 28, 28)),
+             (MLP(64, 10), torch.rand(1, 64)), (FemnistCNN(62), torch.rand(1, 1, 28, 28)),
+             (ImageCNN(3, 32, 10, mean, std), torch.rand(1, 3, 32, 32)),
+             (nn.Sequential(nn.Conv2d(4, 8, 3, groups=2), nn.Flatten(), nn.Linear(8 * 6 * 6, 3)), torch.rand(1, 4, 8, 8)),
+             (nn.Conv1d(3, 5, 4, stride=2), torch.rand(2, 3, 20))]
+    cases += [(ResNet18(10, mean, std, norm=norm, width=8), torch.rand(1, 3, 32, 32)) for norm in ("batch", "group", "none")]
+    for model, x in cases:
+        model.eval()
+        assert forward_flops(model, x) == _flop_counter(model, x) > 0, type(model).__name__
+    text = TextClassifier(torch.randn(50, 16), 4, 0, 12, heads=2).eval()
+    ids = torch.randint(1, 50, (1, 12))
+    assert forward_flops(text, ids) == _flop_counter(text, ids) > 0

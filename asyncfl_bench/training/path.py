@@ -28,11 +28,44 @@ class TrainingPath:
 CPU_BATCH_MAX_FLOPS = 50e6
 
 
+# Modules whose forward computes matrix products outside any Conv/Linear child: the
+# FLOP counter's own trace is needed for them (attention's projections and products).
+_TRACED = (nn.MultiheadAttention, nn.TransformerEncoderLayer, nn.TransformerDecoderLayer, nn.Transformer)
+
+
 def forward_flops(model: nn.Module, sample: torch.Tensor) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(sample)
-    return counter.get_total_flops()
+    """Forward FLOPs of ``model`` on ``sample``, as ``torch.utils.flop_counter`` counts them
+    (2·MACs of convolutions and matrix products; element-wise work is free). Convolution
+    and linear layers are counted from their output shapes by forward hooks, which is
+    what the counter finds in a model built of them, without the counter's tracing
+    machinery (its first use costs over a second of start-up); a model with attention
+    goes through the counter itself."""
+    if any(isinstance(m, _TRACED) for m in model.modules()):
+        from torch.utils.flop_counter import FlopCounterMode
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(sample)
+        return counter.get_total_flops()
+    total = 0
+
+    def count(module, inputs, output):
+        nonlocal total
+        if isinstance(module, nn.Linear):
+            total += 2 * output.numel() * module.in_features
+        else:   # ConvNd: each output element is a dot product over (C_in/groups)·kernel
+            k = 1
+            for d in module.kernel_size:
+                k *= d
+            total += 2 * output.numel() * (module.in_channels // module.groups) * k
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()
+             if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))]
+    try:
+        with torch.no_grad():
+            model(sample)
+    finally:
+        for h in hooks:
+            h.remove()
+    return total
 
 
 @dataclass(frozen=True)
