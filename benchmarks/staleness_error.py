@@ -39,6 +39,9 @@ per seed, client, T, τ and estimator), ``staleness_error_summary.csv`` (means a
 standard errors over seeds × clients) and ``staleness_error.png``.
 
     python benchmarks/staleness_error.py --out /tmp/staleness_error
+    # one seed per part, then the table and plot over all parts:
+    python benchmarks/staleness_error.py --seeds 0 --out part0   # … part1, part2
+    python benchmarks/staleness_error.py --combine part0 part1 part2 --out all
 """
 from __future__ import annotations
 
@@ -180,14 +183,21 @@ def main(argv=None) -> None:
     ap.add_argument("--gi-lr", type=float, default=None,
                     help="the inversion's Adam rate (default: gi-switch's, Table 1's 1; the intertwined "
                          "presets' 50-iteration CPU budget uses 0.1)")
+    ap.add_argument("--combine", type=Path, nargs="+", default=None,
+                    help="folders of earlier parts (each with its staleness_error.csv): write the summary "
+                         "and plot over all of them to --out, running nothing (same --iterations/--gi-lr/--client "
+                         "as the parts, for the plot's title)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)   # tiny graphs: threads only add overhead
 
     taus = sorted({int(t) for t in args.taus.split(",")})
     ends = sorted({int(t) for t in args.ends.split(",")})
     t0 = time.perf_counter()
-    rows = [r for s in args.seeds.split(",") for r in run_seed(args, int(s), taus, ends)]
-    frame = pd.DataFrame(rows)
+    if args.combine:
+        frame = pd.concat([pd.read_csv(folder / "staleness_error.csv") for folder in args.combine],
+                          ignore_index=True)
+    else:
+        frame = pd.DataFrame([r for s in args.seeds.split(",") for r in run_seed(args, int(s), taus, ends)])
     summary = (frame.groupby(["client_program", "T", "tau", "estimator"], sort=False)
                [["drift", "cosine_distance", "relative_l1", "misfit", "seconds"]]
                .agg(["mean", "sem"]).reset_index())

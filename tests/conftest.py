@@ -45,6 +45,18 @@ def make_context(build=None, num_clients: int = 4, concurrency: int = 2, num_cla
                          device=torch.device("cpu"), layout=layout, build_model=build or (lambda: None), **fields)
 
 
+def arrive(method, client: int, delta, staleness: int = 0, base=None) -> None:
+    """Deliver to ``method`` client ``client``'s update ``delta`` (a list), trained from
+    ``base`` (default: the method's current model) and ``staleness`` versions old."""
+    import torch
+
+    from asyncfl_bench.contract.method import ClientUpdate
+
+    base = method.params.clone() if base is None else base
+    method.receive(ClientUpdate(client=client, job=0, base_version=method.version, staleness=staleness, base=base,
+                                params=base + torch.tensor(delta), num_samples=1, arrival_time=0.0))
+
+
 # -- tiny text data: a two-topic vocabulary, a WordPiece encoder, the 20NG bydate layout
 WORDS = {0: "rocket moon orbit launch nasa".split(), 1: "god faith church bible pray".split()}
 

@@ -3,21 +3,14 @@ the buffer's largest delay passes τ_c (yujiaw98/FADAS ``g_delay_adaptive.py``).
 import pytest
 import torch
 
-from asyncfl_bench.contract.method import ClientUpdate
 from asyncfl_bench.errors import UserError
 from asyncfl_bench.methods.fadas import FADAS
-from conftest import make_context
+from conftest import arrive, make_context
 
 
 def _fadas(**hp):
     ctx = make_context(None, num_clients=4, concurrency=2, num_classes=2)
     return FADAS(ctx, torch.zeros(2), **hp)
-
-
-def _arrive(m, client, delta, staleness=0):
-    base = m.params.clone()
-    m.receive(ClientUpdate(client=client, job=0, base_version=m.version, staleness=staleness, base=base,
-                           params=base + torch.tensor(delta), num_samples=1, arrival_time=0.0))
 
 
 def _hand_trace(flushes, lr, b1=0.9, b2=0.99, eps=1e-8, tau_c=1):
@@ -45,9 +38,9 @@ def test_each_flush_is_one_amsgrad_step_at_the_delay_adaptive_rate():
     for flush, (x, vhat) in zip(flushes, _hand_trace(flushes, 0.01)):
         (d0, t0), (d1, t1) = flush
         before = m.params.clone()
-        _arrive(m, 0, d0, t0)
+        arrive(m, 0, d0, t0)
         assert torch.equal(m.params, before)       # nothing moves before the M-th arrival
-        _arrive(m, 1, d1, t1)
+        arrive(m, 1, d1, t1)
         assert torch.allclose(m.params, x, atol=1e-7), (m.params, x)
         assert torch.equal(m.agg.opt.vmax, torch.maximum(m.agg.opt.vmax, m.agg.opt.v))
         assert torch.allclose(m.agg.opt.vmax, vhat)
@@ -61,8 +54,8 @@ def test_the_step_shrinks_by_exactly_one_over_tau_max_past_tau_c(tau_max, tau_c,
     step, x − x₀, is the fresh twin's times 1/τ_max when τ_max > τ_c, and equal otherwise."""
     fresh, stale = (_fadas(buffer_size=2, server_lr=0.01, tau_c=tau_c) for _ in range(2))
     for m, tau in ((fresh, 0), (stale, tau_max)):
-        _arrive(m, 0, [1.0, -2.0], 0)
-        _arrive(m, 1, [3.0, 0.5], tau)
+        arrive(m, 0, [1.0, -2.0], 0)
+        arrive(m, 1, [3.0, 0.5], tau)
     assert fresh.params.abs().min() > 1e-3
     assert torch.allclose(stale.params, factor * fresh.params, rtol=1e-6, atol=0)
 
@@ -72,7 +65,7 @@ def test_plain_fadas_and_the_cap_rule():
     1/τ_max < η."""
     def step(**hp):
         m = _fadas(buffer_size=1, **hp)
-        _arrive(m, 0, [1.0, 1.0], 40)
+        arrive(m, 0, [1.0, 1.0], 40)
         return m.params
     plain = step(server_lr=0.1, delay_adaptive=False)
     assert torch.allclose(step(server_lr=0.1, delay_rule="scale"), plain / 40)

@@ -3,22 +3,15 @@ per full buffer, never per arrival."""
 import pytest
 import torch
 
-from asyncfl_bench.contract.method import ClientUpdate
 from asyncfl_bench.errors import UserError
 from asyncfl_bench.methods.aggregation import AdaptiveServerOptimizer
 from asyncfl_bench.methods.fedopt import FedOpt
-from conftest import make_context
+from conftest import arrive, make_context
 
 
 def _fedopt(**hp):
     ctx = make_context(None, num_clients=4, concurrency=2, num_classes=2)
     return FedOpt(ctx, torch.zeros(2), **hp)
-
-
-def _arrive(m, client, delta, staleness=0):
-    base = m.params.clone()
-    m.receive(ClientUpdate(client=client, job=0, base_version=m.version, staleness=staleness, base=base,
-                           params=base + torch.tensor(delta), num_samples=1, arrival_time=0.0))
 
 
 @pytest.mark.parametrize("kind", ["adam", "yogi", "adagrad"])
@@ -30,14 +23,14 @@ def test_each_flush_is_one_step_of_algorithm_2(kind):
     x, mom, v = torch.zeros(2), torch.zeros(2), torch.zeros(2)
     for flush in ([[4.0, -6.0], [4.0, 0.0]], [[0.1, 0.3], [0.3, 0.1]]):
         before, version = m.params.clone(), m.version
-        _arrive(m, 0, flush[0])   # the buffer is not full: nothing moves, the moments included
+        arrive(m, 0, flush[0])   # the buffer is not full: nothing moves, the moments included
         assert torch.equal(m.params, before) and m.version == version and m.agg.opt.t == version
         d = (torch.tensor(flush[0]) + torch.tensor(flush[1])) / 2
         mom = b1 * mom + (1 - b1) * d
         v = {"adagrad": v + d * d, "yogi": v - (1 - b2) * d * d * torch.sign(v - d * d),
              "adam": b2 * v + (1 - b2) * d * d}[kind]
         x = x + lr * mom / (v.sqrt() + eps)
-        _arrive(m, 1, flush[1])
+        arrive(m, 1, flush[1])
         assert m.version == version + 1
         assert torch.allclose(m.params, x, atol=1e-6, rtol=1e-5), (kind, m.params, x)
         assert torch.allclose(m.agg.opt.v, v, atol=1e-7) and torch.allclose(m.agg.opt.m, mom, atol=1e-7)
@@ -69,12 +62,12 @@ def test_staleness_weights_enter_the_mean_and_scale_drops_out_once_m_dominates_e
     """s(τ) weighs each delta inside the buffer's mean; Adam's first step is η·sign(Δ)
     (up to ε), whatever Δ's size, so the arrival's scale does not set the step."""
     a = _fedopt(buffer_size=1, server_lr=0.1, eps=1e-8, beta2=0.99)
-    _arrive(a, 0, [100.0, -0.5])
+    arrive(a, 0, [100.0, -0.5])
     # m = 0.1Δ, v = 0.01Δ² → m/√v = sign(Δ)
     assert torch.allclose(a.params, torch.tensor([0.1, -0.1]), atol=1e-6)
     b = _fedopt(buffer_size=2, server_lr=0.1, eps=1e-8, staleness="sqrt")
-    _arrive(b, 0, [1.0, 0.0], staleness=3)     # weighted 1/2
-    _arrive(b, 1, [-1.0, 1.0], staleness=0)    # weighted 1 → mean [-0.25, 0.5]
+    arrive(b, 0, [1.0, 0.0], staleness=3)     # weighted 1/2
+    arrive(b, 1, [-1.0, 1.0], staleness=0)    # weighted 1 → mean [-0.25, 0.5]
     assert torch.allclose(b.params, torch.tensor([-0.1, 0.1]), atol=1e-6)
 
 
