@@ -1,6 +1,7 @@
 """Which training path a run takes: sequential, or in-flight jobs batched (a fixed rule, never timing)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -52,10 +53,7 @@ def forward_flops(model: nn.Module, sample: torch.Tensor) -> int:
         if isinstance(module, nn.Linear):
             total += 2 * output.numel() * module.in_features
         else:   # ConvNd: each output element is a dot product over (C_in/groups)·kernel
-            k = 1
-            for d in module.kernel_size:
-                k *= d
-            total += 2 * output.numel() * (module.in_channels // module.groups) * k
+            total += 2 * output.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
 
     hooks = [m.register_forward_hook(count) for m in model.modules()
              if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))]

@@ -41,24 +41,19 @@ def distill(student: nn.Module, teachers: list[nn.Module], q: torch.Tensor, pool
     student.train()
     losses = []
     for _ in range(steps):
-        loss, xs, targets = None, [], []
+        xs, targets = [], []
         for k, t in enumerate(teachers):   # the same draws, in the same order, on either path
             x, _ = pool.sample(q[k], batch, rng)
             if augment is not None:
                 x = augment(x)
             with torch.no_grad():
-                t_logits = forward(t, x)
-            if joint:
-                xs.append(x)
-                targets.append(t_logits)
-                continue
-            term = kl_per_sample(forward(student, x), t_logits, temperature).sum()
-            loss = term if loss is None else loss + term
+                targets.append(forward(t, x))
             xs.append(x)
-        n = sum(len(x) for x in xs)
         if joint:
             loss = kl_per_sample(forward(student, torch.cat(xs)), torch.cat(targets), temperature).sum()
-        loss = loss / n
+        else:
+            loss = sum(kl_per_sample(forward(student, x), t, temperature).sum() for x, t in zip(xs, targets))
+        loss = loss / sum(len(x) for x in xs)
         if guard is not None:
             loss = guard("kd", loss)
         opt.zero_grad(set_to_none=True)
