@@ -72,7 +72,14 @@ class Digits(Task):
             "partition": "dirichlet_fixed", "alpha": 0.3, "samples_per_client": 24,
             "trace": "fedrevive", "target_accuracy": 0.85,
             "local": {"optimizer": "sgd", "lr": 0.1, "momentum": 0.5, "batch_size": 16, "epochs": 1},
-            "methods": {"fedbuff": {"buffer_size": 10, "server_lr": 1.0, "server_momentum": 0.0}},
+            # the distillation methods at ci's CPU cut (their gates and s_max are shares of the
+            # run, so they scale with it); FedGen aggregates as FedBuff does, as in ci
+            "methods": {"fedbuff": {"buffer_size": 10, "server_lr": 1.0, "server_momentum": 0.0},
+                        "fedrevive": FEDREVIVE_CI, "afl-dw": afl_dw_of(FEDREVIVE_CI),
+                        "fedecho": {"synthesiser": "fedrevive:" + ",".join(
+                            f"{k}={v}" for k, v in FEDREVIVE_CI.items() if k != "beta")},
+                        "fedgen": {"buffer_size": 10, "server_lr": 1.0, "server_momentum": 0.0,
+                                   "alpha": 1.0, "beta": 1.0}},
         },
         # intertwined: Wang & Gao's setting at ci scale. The paper delays the 10 (of 100) clients
         # holding most of one class: they report every round like the others but train from the

@@ -6,7 +6,7 @@ import warnings
 
 import typer
 
-from asyncfl_bench.cli import console, data, listing, report, run, trace, tune
+from asyncfl_bench.cli import claims, console, data, listing, report, run, trace, tune
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None,   # help is plain text: [ray] and KIND[:k=v] print as written
@@ -22,6 +22,7 @@ app.command("list")(listing.list_)
 app.command()(tune.tune)
 app.add_typer(trace.app, name="trace")
 app.add_typer(data.data_app, name="data")
+app.add_typer(claims.app, name="claims")
 
 
 def main() -> None:
