@@ -51,7 +51,12 @@ def test_page_holds_every_section_and_links_each_config(tmp_path):
     for plot in EXPECTED_PLOTS:
         assert f'data-plot="{plot}"' in page
     assert page.count("<svg") == len(EXPECTED_PLOTS)
-    assert 'id="claims"' in page and "fedbuff beats fedasync" in page
+    assert 'id="claims"' in page and "fedbuff-vs-fedasync" in page and "1.29× faster [0.79, 2.08]" in page
+    assert "<h3>scale ci</h3>" in page and "small.csv is not readable (EmptyDataError)" in page
+    assert ">run_seconds<" not in page and ">paper&#x27;s figure<" in page    # the shown columns, named
+    claims_md = (results / "report" / "claims.md").read_text()
+    assert results / "report" / "claims.md" in written and "## scale ci" in claims_md
+    assert "| fedbuff-vs-fedasync | fedasync | FedBuff | up to 2.5x |" in claims_md
     assert "<h3>Tuning</h3>" in page and "server_lr=0.5" in page and "3 trials per method" in page
     assert page.count('class="badge tuned"') == 1 and 'class="badge ref"' in page   # fedbuff: tuned, reference
     assert "3 trials × 1 run(s), final_accuracy on validation" in page          # the budget, with the mark

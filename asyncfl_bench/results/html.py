@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from asyncfl_bench.results import columns, plots
+from asyncfl_bench.results.claim_tables import claim_tables
 from asyncfl_bench.results.sensitivity import read_tuned, sensitivity
 from asyncfl_bench.results.store import read_json
 from asyncfl_bench.results.tracker import read_arrivals
@@ -396,12 +397,15 @@ def _section(page: Page, results: Path, task: str, preset: str, runs: pd.DataFra
 
 
 def _claims(results: Path) -> str:
-    files = sorted((results / "claims").glob("*.csv"))
-    if not files:
+    tables = claim_tables(results)
+    if not tables:
         return ""
-    parts = ['<h2 id="claims">Claims</h2>']
-    for f in files:
-        parts += [f"<h3>{_e(f.stem)}</h3>", _table(pd.read_csv(f).fillna("—"))]
+    parts = ['<h2 id="claims">Claims</h2>',
+             '<p class="note">From <code>asyncfl-bench claims run</code>: per comparison the paired effect over '
+             "seeds with its 95 % interval; a claim holds when the interval lies above zero, does not hold "
+             "when it lies below, and is inconclusive otherwise.</p>"]
+    for scale, frame, problem in tables:
+        parts += [f"<h3>scale {_e(scale)}</h3>", f'<p class="note">{_e(problem)}</p>' if problem else _table(frame)]
     return "\n".join(parts)
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.results import html, plots, sensitivity
+from asyncfl_bench.results import claim_tables, html, plots, sensitivity
 from asyncfl_bench.results.columns import DEFAULT, DIAGNOSTIC, ranking_groups
 from asyncfl_bench.results.metrics import (
     mean_accuracy_over_time,
@@ -325,8 +325,8 @@ def write_plots(runs: pd.DataFrame, curves: pd.DataFrame, task: str, preset: str
 
 
 def build_report(results: Path, out: Path, with_html: bool = True) -> tuple[pd.DataFrame, list[Path]]:
-    """leaderboard.csv/.md, schedules.csv, PNGs (``write_plots``) and (``with_html``)
-    report.html, first in the list, in ``out``."""
+    """leaderboard.csv/.md, schedules.csv, claims.md (when claims were run), PNGs
+    (``write_plots``) and (``with_html``) report.html, first in the list, in ``out``."""
     runs, curves = load(Path(results))
     board = leaderboard(runs, curves)
     if "schedule_hash" in runs:
@@ -341,6 +341,10 @@ def build_report(results: Path, out: Path, with_html: bool = True) -> tuple[pd.D
         atomic_write(written[-1], schedules.to_csv(index=False).encode())
     atomic_write(written[0], board.to_csv(index=False).encode())
     atomic_write(written[1], _markdown(board).encode())
+    claims = claim_tables.claim_tables(Path(results))
+    if claims:   # what `claims run` decided, beside the runs it decided from
+        written.append(out / "claims.md")
+        atomic_write(written[-1], claim_tables.markdown(claims, _markdown_table).encode())
     for task, preset in runs[["task", "preset"]].drop_duplicates().itertuples(index=False):
         written += write_plots(runs, curves, task, preset, out, Path(results))
     if with_html:
