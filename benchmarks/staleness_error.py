@@ -53,17 +53,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from asyncfl_bench.config.registry import get_method, methods
-from asyncfl_bench.config.settings import resolve
-from asyncfl_bench.methods.dc_asgd import DCASGD, compensate
 from asyncfl_bench.methods.gi_switch import GISwitch
-from asyncfl_bench.methods.gi_switch.emulation import LocalEmulator
-from asyncfl_bench.methods.gi_switch.inversion import InversionSettings, Recovered, invert, relative_l1
+from asyncfl_bench.methods.gi_switch.estimate_error import ESTIMATORS, measure
 from asyncfl_bench.tasks.digits import Digits
-from asyncfl_bench.training.flat import Layout
-from asyncfl_bench.training.local import LocalTrainer, effective_lr, job_seed
 
-ESTIMATORS = ("stale", "dc-asgd-c", "dc-asgd-a", "gi-soft-ce", "gi-free", "zero", "fresh-again")
 # stale and DC-ASGD nearly coincide: stale drawn dashed on top so neither hides the other
 STYLE = {"stale": {"color": "black", "ls": "--", "lw": 1.6, "marker": "o", "ms": 3, "zorder": 4},
          "dc-asgd-c": {"color": "tab:orange", "lw": 2.6, "marker": "s", "ms": 5, "zorder": 2},
@@ -72,100 +65,22 @@ STYLE = {"stale": {"color": "black", "ls": "--", "lw": 1.6, "marker": "o", "ms":
          "gi-free": {"color": "tab:red", "lw": 1.8, "marker": "D", "ms": 4, "zorder": 5},
          "zero": {"color": "grey", "ls": ":", "lw": 1.2, "zorder": 1},
          "fresh-again": {"color": "tab:blue", "ls": "-.", "lw": 1.2, "zorder": 1}}
-# the reference code's client: 5 local epochs, full batch (local_bs 600 ≥ its 450–600
-# samples), momentum 0 (update.py); the ci preset's lr 0.1 is kept
-FULL_BATCH = {"batch_size": 1_000_000, "momentum": 0.0, "epochs": 5, "iterations": 0}
-# job-index offsets of the probe jobs: far from the trajectory's (< T), so every job's seed differs
-STALE_JOB, FRESH_JOB, AGAIN_JOB = 100_000, 200_000, 300_000
 
 
-def cosine_distance(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(1 - torch.nn.functional.cosine_similarity(a, b, dim=0))
+def show(rows: list[dict]) -> None:
+    r0 = rows[0]
+    print(f"seed {r0['seed']} client {r0['client']:2d} T={r0['T']:3d} τ={r0['tau']:3d} drift {r0['drift']:.2f}  "
+          + "  ".join(f"{r['estimator']}: cos {r['cosine_distance']:.3f} L1 {r['relative_l1']:.3f}"
+                      + (f" (misfit {r['misfit']:.3f})" if r["estimator"].startswith("gi") else "")
+                      for r in rows), flush=True)
 
 
-def trajectory(trainer, data, x0, versions: int, k: int, seed: int, local: dict, dc_hp):
-    """Server models x_0..x_versions (each a mean of k clients' deltas) and DC-ASGD-a's
-    mean square of pseudo-gradients accumulated along the way."""
-    rng = np.random.default_rng([seed, 0xB1])
-    xs, ms, count, m = [x0], None, 0, dc_hp["ms_momentum"]
-    for v in range(versions):
-        deltas = []
-        for c in rng.choice(len(data.clients), size=k, replace=False):
-            idx = data.clients[c]
-            p, _ = trainer.train(xs[-1], data.x_train[idx], data.y_train[idx], job_seed(seed, int(c), v))
-            d = p - xs[-1]
-            g = -d / effective_lr(local, len(idx))
-            ms = (1 - m) * g * g if ms is None else ms * m + (1 - m) * g * g
-            count += 1
-            deltas.append(d)
-        xs.append(xs[-1] + torch.stack(deltas).mean(0))
-    return xs, ms / (1 - m ** count)
-
-
-def run_seed(args, seed: int, taus: list[int], ends: list[int]) -> list[dict]:
-    task = Digits()
-    config = resolve(task, "ci", get_method("fedbuff"), seed, "cpu", {}, list(methods()))
-    setup = config["setup"]
-    local = {**setup["local"], **(FULL_BATCH if args.client == "full-batch" else {})}
-    data = task.load(setup, seed)
-    build = task.model_builder(setup, data)
-    torch.manual_seed(seed)
-    model = build()
-    layout = Layout.of(model)
-    trainer = LocalTrainer(build, layout, local, torch.device("cpu"))
-    gi, dc = GISwitch.defaults, DCASGD.defaults
-    xs, ms_hat = trajectory(trainer, data, layout.flatten(model).clone(), max(ends), args.buffer, seed, local, dc)
-    steps = [float((xs[v + 1] - xs[v]).norm()) for v in range(max(ends))]
-    emulator = LocalEmulator(build(), layout, local)
-    box = (gi["box_low"], gi["box_high"]) if gi["boxed"] else None
-    sizes = np.array([len(c) for c in data.clients])
-    probes = np.argsort(-sizes, kind="stable")[:args.clients]
-    lam_a = dc["lam0"] / torch.sqrt(ms_hat + dc["eps"])
-    lr = gi["gi_lr"] if args.gi_lr is None else args.gi_lr
-    rows = []
-    for c in (int(c) for c in probes):
-        idx = data.clients[c]
-        xc, yc, n = data.x_train[idx], data.y_train[idx], len(idx)
-        eta = effective_lr(local, n)
-        rec_n = max(1, round(gi["rec_fraction"] * n))
-        if args.rec_max:
-            rec_n = min(rec_n, args.rec_max)
-        for T in ends:
-            x_now = xs[T]
-            fresh = emulator.trainable(trainer.train(x_now, xc, yc, job_seed(seed, c, FRESH_JOB + T))[0] - x_now)
-            again = emulator.trainable(trainer.train(x_now, xc, yc, job_seed(seed, c, AGAIN_JOB + T))[0] - x_now)
-            path = sum(steps[:T])
-            for tau in (t for t in taus if t <= T):
-                base = xs[T - tau]
-                stale_seed = job_seed(seed, c, STALE_JOB + 1000 * T + tau)
-                stale_full = trainer.train(base, xc, yc, stale_seed)[0] - base
-                stale = emulator.trainable(stale_full)
-                est = {"stale": stale, "zero": torch.zeros_like(stale), "fresh-again": again,
-                       "dc-asgd-c": emulator.trainable(compensate(stale_full, base, x_now, dc["lam"], eta)),
-                       "dc-asgd-a": emulator.trainable(compensate(stale_full, base, x_now, lam_a, eta))}
-                misfit, seconds = {}, {}
-                for label_model in ("soft-ce", "free"):
-                    name = f"gi-{label_model}"
-                    settings = InversionSettings(args.iterations, lr, gi["signed"], box, label_model)
-                    gen = torch.Generator().manual_seed(seed * 1000 + c)   # one cold start for both label models
-                    init = Recovered.random(rec_n, tuple(data.x_train.shape[1:]), data.num_classes, gen,
-                                            std=gi["init_std"], box=box)
-                    t1 = time.perf_counter()
-                    rec, losses = invert(emulator, base, stale, init, n, stale_seed, settings)
-                    est[name] = emulator.delta(x_now, rec.x, rec.labels, n, rec.seed, label_model=label_model)
-                    seconds[name], misfit[name] = time.perf_counter() - t1, min(losses)
-                drift = float((x_now - base).norm()) / path
-                for name in ESTIMATORS:
-                    rows.append({"client_program": args.client, "seed": seed, "client": c, "samples": n,
-                                 "rec_samples": rec_n, "T": T, "tau": tau, "drift": drift, "estimator": name,
-                                 "cosine_distance": cosine_distance(est[name], fresh) if name != "zero" else 1.0,
-                                 "relative_l1": float(relative_l1(est[name], fresh)),
-                                 "misfit": misfit.get(name, np.nan), "seconds": seconds.get(name, np.nan)})
-                print(f"seed {seed} client {c:2d} T={T:3d} τ={tau:3d} drift {drift:.2f}  " + "  ".join(
-                    f"{r['estimator']}: cos {r['cosine_distance']:.3f} L1 {r['relative_l1']:.3f}"
-                    + (f" (misfit {r['misfit']:.3f})" if r["estimator"].startswith("gi") else "")
-                    for r in rows[-len(ESTIMATORS):]), flush=True)
-    return rows
+def run_seed(args, seed: int) -> pd.DataFrame:
+    """The measurement (methods/gi_switch/estimate_error.py) on the digits ci preset."""
+    params = {"taus": args.taus, "ends": args.ends, "clients": args.clients, "buffer": args.buffer,
+              "client": args.client, "iterations": args.iterations, "rec_max": args.rec_max,
+              "gi_lr": args.gi_lr or 0.0}
+    return measure(Digits(), "ci", seed, params, on_row=show)
 
 
 def main(argv=None) -> None:
@@ -190,14 +105,12 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)   # tiny graphs: threads only add overhead
 
-    taus = sorted({int(t) for t in args.taus.split(",")})
-    ends = sorted({int(t) for t in args.ends.split(",")})
     t0 = time.perf_counter()
     if args.combine:
         frame = pd.concat([pd.read_csv(folder / "staleness_error.csv") for folder in args.combine],
                           ignore_index=True)
     else:
-        frame = pd.DataFrame([r for s in args.seeds.split(",") for r in run_seed(args, int(s), taus, ends)])
+        frame = pd.concat([run_seed(args, int(s)) for s in args.seeds.split(",")], ignore_index=True)
     summary = (frame.groupby(["client_program", "T", "tau", "estimator"], sort=False)
                [["drift", "cosine_distance", "relative_l1", "misfit", "seconds"]]
                .agg(["mean", "sem"]).reset_index())

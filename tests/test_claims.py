@@ -149,3 +149,39 @@ def test_a_claim_runs_at_ci_scale(tmp_path):
     bad = runner.invoke(app, ["claims", "run", "fedbuff-vs-fedasync", "--scale", "huge"])
     assert bad.exit_code == 2 and "--scale 'huge' unknown" in bad.output
     assert set(SCALES) == {"ci", "small", "paper"}
+
+
+def test_measurement_claim_verdict_comes_from_its_tables(tmp_path):
+    """A measurement claim pairs probes (seed, client, T, τ): fabricated per-seed tables with
+    the GI estimate closer than the stale one give holds, the errors swapped does not hold."""
+    claim = select("gi-estimate-error")[0]
+    for name, gi, stale, expected in [("known", 0.5, 1.0, "holds"), ("opposite", 1.0, 0.5, "does not hold")]:
+        results = tmp_path / name
+        p = planning.make_plan(claim, "ci", [0, 1], "cpu", results)
+        folder = p.measurement_folder(results)
+        folder.mkdir(parents=True)
+        for seed in (0, 1):
+            rows = [{"seed": seed, "client": c, "T": 24, "tau": 16, "estimator": est,
+                     "relative_l1": err + 0.01 * c + 0.001 * seed, "cosine_distance": 0.5, "seconds": 0.0}
+                    for c in (3, 7) for est, err in (("gi-free", gi), ("stale", stale), ("dc-asgd-a", stale))]
+            pd.DataFrame(rows).to_csv(folder / f"seed-{seed}.csv", index=False)
+        r = runner.invoke(app, ["claims", "run", "gi-estimate-error", "--scale", "ci", "--results", str(results)])
+        assert r.exit_code == 0, r.output
+        assert r.output.count(": done (") == 2                    # both parts reused, nothing measured
+        table = pd.read_csv(results / "claims" / "ci.csv").set_index("against")
+        assert set(table.index) == {"stale", "dc-asgd-a"}
+        assert (table["verdict"] == expected).all() and (table["pairs"] == 4).all() and (table["seeds"] == 2).all()
+        assert math.isclose(table.loc["stale", "effect"], stale - gi)
+
+
+def test_measurement_claims_are_checked():
+    text = MINIMAL.replace('metric = "final_accuracy"', 'metric = "relative_l1"')
+    with pytest.raises(UserError, match="metric relative_l1 is for measurements"):
+        parse("x", text)
+    measured = (text.replace("[arms.a]\nmethod = \"fedbuff\"\n[arms.b]\nmethod = \"fedasync\"\n", "")
+                .replace('paper = "P"', 'paper = "P"\nkind = "measurement"\nmeasurement = "gi-estimate-error"'))
+    claim = parse("x", measured)
+    with pytest.raises(UserError, match="gi-estimate-error has no estimator 'a'"):
+        planning.make_plan(claim, "ci", [0], "cpu", "unused")
+    with pytest.raises(UserError, match="no \\[arms\\] tables"):
+        parse("x", measured + '[arms.a]\nmethod = "fedbuff"\n')

@@ -1,13 +1,17 @@
 """A claim, read from its TOML file in ``catalog/`` and checked before anything runs.
 
-Fields (every claim file has them all but ``notes`` and ``scales.paper``)::
+Fields (every claim file has them all but ``notes``, ``kind``, ``measurement`` and
+``scales.paper``)::
 
     paper, where, statement, paper_figure, notes   text shown beside the verdict
-    metric       one of METRICS: what each run contributes
+    kind         runs (default: arms are runs) or measurement (arms are the named
+                 measurement's estimators, e.g. gi-estimate-error's stale and gi-free)
+    metric       one of METRICS: what each run (or probe of a measurement) contributes
     arm          the arm the paper says is better
     against      the arms it is compared with, one verdict each
-    [arms.NAME]  method = registered method; set = {KEY = VALUE} run overrides
-    [scales.S]   task, preset, seeds ("0-4"), set (overrides for every arm), tuned (bool)
+    [arms.NAME]  method = registered method; set = {KEY = VALUE} run overrides (runs only)
+    [scales.S]   task, preset, seeds ("0-4"), set (overrides for every arm, or the
+                 measurement's parameters), tuned (bool, runs only)
 """
 from __future__ import annotations
 
@@ -33,8 +37,12 @@ METRICS = {
     "mean_slow_class_accuracy": ("higher", "accuracy"),
     "time_to_target": ("lower", "time"),
     "arrivals_to_target": ("lower", "time"),
+    # a measurement's estimate against the truth: lower is better, compared by difference
+    "relative_l1": ("lower", "error"),
+    "cosine_distance": ("lower", "error"),
 }
-REQUIRED = ("paper", "where", "statement", "paper_figure", "metric", "arm", "against", "arms", "scales")
+REQUIRED = ("paper", "where", "statement", "paper_figure", "metric", "arm", "against", "scales")
+OPTIONAL = ("notes", "kind", "measurement", "arms")
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,7 @@ class Claim:
     arms: dict[str, Arm]
     scales: dict[str, Scale]
     notes: str = ""
+    measurement: str | None = None    # set: the arms are this measurement's estimators
 
     @property
     def methods(self) -> list[str]:
@@ -89,18 +98,27 @@ def parse(claim_id: str, text: str) -> Claim:
     missing = [k for k in REQUIRED if k not in raw]
     if missing:
         raise UserError(f"{where}: missing field {missing[0]!r}; fix the claim file")
-    unknown = sorted(set(raw) - set(REQUIRED) - {"notes"})
+    unknown = sorted(set(raw) - set(REQUIRED) - set(OPTIONAL))
     if unknown:
-        raise UserError(f"{where}: unknown field {unknown[0]!r}; valid: {', '.join(REQUIRED)}, notes")
+        raise UserError(f"{where}: unknown field {unknown[0]!r}; valid: {', '.join(REQUIRED + OPTIONAL)}")
     if raw["metric"] not in METRICS:
         raise UserError(f"{where}: metric {raw['metric']!r} unknown; valid: {', '.join(METRICS)}")
+    kind = raw.get("kind", "runs")
+    if kind not in ("runs", "measurement") or (kind == "measurement") != ("measurement" in raw):
+        raise UserError(f"{where}: kind is runs (with [arms]) or measurement (with measurement = NAME); "
+                        f"fix the claim file")
+    if (kind == "runs") != ("arms" in raw):
+        raise UserError(f"{where}: " + ("missing field 'arms'" if kind == "runs" else
+                                        "a measurement's arms are its estimators, so no [arms] tables"))
+    if (METRICS[raw["metric"]][1] == "error") != (kind == "measurement"):
+        raise UserError(f"{where}: metric {raw['metric']} is for " + ("measurements" if kind == "runs" else "runs"))
     arms = {}
-    for name, a in raw["arms"].items():
+    for name, a in raw.get("arms", {}).items():
         if not isinstance(a, dict) or not isinstance(a.get("method"), str) or set(a) - {"method", "set"}:
             raise UserError(f"{where}: arm {name!r} needs `method` (and optionally `set`) only")
         arms[name] = Arm(name, a["method"], _text_map(f"{where} arm {name}", a.get("set", {})))
     against = raw["against"] if isinstance(raw["against"], list) else [raw["against"]]
-    for name in [raw["arm"], *against]:
+    for name in [raw["arm"], *against] if kind == "runs" else []:
         if name not in arms:
             raise UserError(f"{where}: arm {name!r} is compared but not defined; defined: {', '.join(arms)}")
     scales = {}
@@ -117,7 +135,7 @@ def parse(claim_id: str, text: str) -> Claim:
         if name not in scales:
             raise UserError(f"{where}: no `{name}` scale; every claim runs at ci and small")
     return Claim(claim_id, raw["paper"], raw["where"], raw["statement"], raw["paper_figure"], raw["metric"],
-                 raw["arm"], tuple(against), arms, scales, raw.get("notes", ""))
+                 raw["arm"], tuple(against), arms, scales, raw.get("notes", ""), raw.get("measurement"))
 
 
 def catalog() -> dict[str, Claim]:

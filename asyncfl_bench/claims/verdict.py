@@ -4,7 +4,9 @@ Per seed s, the effect of the claimed arm A over an arm B:
 
 * accuracy metrics: e_s = m_A(s) − m_B(s) (points of accuracy; positive when A is higher);
 * times to a target: e_s = ln(t_B(s) / t_A(s)) (positive when A is faster; exp(mean) is
-  A's speed-up over B).
+  A's speed-up over B);
+* a measurement's error against the truth: e = err_B − err_A (positive when A's estimate
+  is closer), paired by probe (seed, client, end point, staleness) instead of by seed.
 
 The claim **holds** when the 95 % Student-t interval of mean(e) lies above 0, **does not
 hold** when it lies below 0 (the opposite is what the runs show), and is **inconclusive**
@@ -30,7 +32,7 @@ class Comparison:
     high: float
     wins: int                     # seeds where the claimed arm is strictly better
     losses: int
-    seeds: int
+    pairs: int                    # paired units: seeds (runs) or probes (a measurement)
     verdict: str
 
 
@@ -38,8 +40,11 @@ def effects(metric: str, claimed: list[float], other: list[float]) -> list[float
     """Per-seed effects of the claimed arm over the other (same seed order)."""
     if len(claimed) != len(other):
         raise ValueError("paired values need the same seeds")
-    if METRICS[metric][1] == "time":
+    kind = METRICS[metric][1]
+    if kind == "time":
         return [math.log(max(b, 1e-12) / max(a, 1e-12)) for a, b in zip(claimed, other)]
+    if kind == "error":
+        return [b - a for a, b in zip(claimed, other)]
     return [a - b for a, b in zip(claimed, other)]
 
 
@@ -70,4 +75,6 @@ def measured_text(metric: str, c: Comparison) -> str:
     """The measured figure as a reader compares it with the paper's."""
     if METRICS[metric][1] == "time":
         return f"{math.exp(c.effect):.2f}× faster [{math.exp(c.low):.2f}, {math.exp(c.high):.2f}]"
+    if METRICS[metric][1] == "error":
+        return f"{c.effect:+.3f} less error [{c.low:+.3f}, {c.high:+.3f}]"
     return f"{100 * c.effect:+.1f} pts [{100 * c.low:+.1f}, {100 * c.high:+.1f}]"

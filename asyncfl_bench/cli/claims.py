@@ -57,6 +57,7 @@ def run_claims(
     from asyncfl_bench.simulation.executors import load_data, run_configs
     from asyncfl_bench.simulation.run import RunOptions, preflight
     from asyncfl_bench.traces.generators import check_spec
+    import torch
 
     if scale not in SCALES:
         raise UserError(f"--scale {scale!r} unknown; valid: {', '.join(SCALES)}")
@@ -71,6 +72,8 @@ def run_claims(
                                 dev, results) for c in claims]
     for p in plans:   # every run of every claim checked before the first one starts
         configs = p.all_configs()
+        if not configs:   # a measurement: its parameters were checked by make_plan
+            continue
         for spec, n in {(c["setup"]["trace"], c["setup"]["num_clients"]) for c in configs}:
             check_spec(spec, n)
         task = get_task(p.scale.task)
@@ -78,8 +81,15 @@ def run_claims(
     table_rows = []
     for p in plans:
         start = time.perf_counter()
-        err.print(f"claim {p.claim.id} at {scale}: {len(p.all_configs())} runs", highlight=False)
-        run_configs(p.all_configs(), RunOptions(results, data_dir=data_dir, threads=threads), console=err)
+        if p.claim.measurement:
+            err.print(f"claim {p.claim.id} at {scale}: {p.claim.measurement}, {len(p.seeds)} seed(s)",
+                      highlight=False)
+            if threads:
+                torch.set_num_threads(threads)
+            planning.run_measurement(p, results, lambda line: err.print(line, highlight=False, soft_wrap=True))
+        else:
+            err.print(f"claim {p.claim.id} at {scale}: {len(p.all_configs())} runs", highlight=False)
+            run_configs(p.all_configs(), RunOptions(results, data_dir=data_dir, threads=threads), console=err)
         rows = planning.rows(p, results)
         for r in rows:
             r["wall_seconds"] = round(time.perf_counter() - start, 1)
@@ -112,5 +122,5 @@ def _print(rows: list[dict], scale: str) -> None:
     for r in rows:
         v = r["verdict"]
         t.add_row(r["claim"], r["against"], escape(r["paper_figure"]), r["measured"],
-                  f"{r['wins']}/{r['seeds']}", f"[{colour[v]}]{v}[/]" if v in colour else v)
+                  f"{r['wins']}/{r['pairs']}", f"[{colour[v]}]{v}[/]" if v in colour else v)
     out.print(t)

@@ -47,6 +47,15 @@ def get_method(name: str) -> type:
     return _load_one("asyncfl_bench.methods", name)
 
 
+def get_measurement(name: str):
+    """A measurement module (``parse_params``, ``measure``, ``ESTIMATORS``, ``METRICS``) that a
+    plug-in registers for the claims that are not run comparisons (e.g. an estimate's error)."""
+    group = "asyncfl_bench.measurements"
+    if name not in _names(group):
+        raise UserError(f"unknown measurement '{name}'; valid: {', '.join(_names(group))}")
+    return _load_one(group, name)
+
+
 def task_families() -> dict[str, type]:
     """Prefix -> TaskFamily class, for tasks named ``PREFIX:ARGUMENT``."""
     return _load("asyncfl_bench.task_families")

@@ -7,7 +7,7 @@ import pandas as pd
 
 # column in the file -> heading in the report, in the order shown
 SHOWN = {"claim": "claim", "against": "vs", "paper": "paper", "where": "where", "paper_figure": "paper's figure",
-         "measured": "measured (95 % CI)", "wins": "wins", "seeds": "seeds", "censored": "censored",
+         "measured": "measured (95 % CI)", "wins": "wins", "pairs": "pairs", "seeds": "seeds", "censored": "censored",
          "verdict": "verdict", "claim_verdict": "claim's verdict", "wall_seconds": "wall s"}
 
 
