@@ -1,9 +1,13 @@
 """Server cost per arrival of every method: wall time inside ``Method.receive``
-(aggregation, compensation, distillation, synthesis), per delivered update.
+(aggregation, compensation, distillation, synthesis), per delivered update, and its
+breakdown into the phases each method times itself.
 
 Runs each method once on a task preset (digits ci by default; the same schedule and
-seed for all) and reads ``server_ms_per_arrival`` and the run's wall time from its
-summary.
+seed for all) and reads ``server_ms_per_arrival``, the run's wall time and the phase
+timers from its summary: every ``*_seconds`` field a method reports (FedRevive:
+synthesis, distill, probe; FedEcho: predict, distill, synthesis; FedGen: generator), as
+ms per arrival in a ``<phase>_ms`` column, and ``bookkeeping_ms``, the server time no
+phase accounts for (aggregation, the teacher buffer, loading weights).
 
     python benchmarks/server_cost.py [--task digits] [--preset ci] [--methods all]
 """
@@ -40,7 +44,10 @@ def main():
         with tempfile.TemporaryDirectory() as tmp:
             s, _ = execute(cfg, task, data, RunOptions(Path(tmp), force=True))
         sec = s["seconds"]
-        rows.append({"method": name, "server_ms_per_arrival": s["server_ms_per_arrival"],
+        phases = {k[:-len("_seconds")] + "_ms": 1000 * v / s["arrivals"] for k, v in sorted(s.items())
+                  if k.endswith("_seconds") and isinstance(v, (int, float))}
+        rows.append({"method": name, "server_ms_per_arrival": s["server_ms_per_arrival"], **phases,
+                     "bookkeeping_ms": s["server_ms_per_arrival"] - sum(phases.values()),
                      "server_share_of_wall": sec["server"] / sec["total"], "wall_s": sec["total"],
                      "train_s": sec["train"], "eval_s": sec["eval"], "arrivals": s["arrivals"],
                      "training_path": s["training_path"]})
