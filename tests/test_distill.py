@@ -275,3 +275,22 @@ def test_one_student_forward_over_all_teachers_equals_one_per_teacher():
     assert batch_independent(SmallCNN(1, 8, 10)) and batch_independent(MLP(64, 10))
     assert not batch_independent(nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)))
     assert not batch_independent(nn.Sequential(nn.Linear(4, 4), nn.Dropout(0.1)))
+
+
+def test_batch_stats_variance_is_torchs_up_to_rounding():
+    """The two-pass variance equals torch's biased variance (float64: 1e-12), gradients too,
+    for conv activations and (tokens, width) rows alike."""
+    from asyncfl_bench.methods.distill.feature_stats import batch_stats
+
+    g = torch.Generator().manual_seed(0)
+    for shape in ((6, 4, 5, 5), (9, 7)):
+        x = (3 + 2 * torch.randn(shape, generator=g, dtype=torch.float64)).requires_grad_()
+        dims = [d for d in range(x.dim()) if d != 1]
+        mean, var = batch_stats(x)
+        ref_var = x.var(dim=dims, unbiased=False)
+        assert torch.allclose(mean, x.mean(dim=dims), rtol=0, atol=1e-12)
+        assert torch.allclose(var, ref_var, rtol=0, atol=1e-12)
+        w = torch.randn(var.shape, generator=g, dtype=torch.float64)
+        grad, = torch.autograd.grad((w * var).sum() + mean.sum(), x)
+        ref, = torch.autograd.grad((w * ref_var).sum() + x.mean(dim=dims).sum(), x)
+        assert torch.allclose(grad, ref, rtol=0, atol=1e-12)
