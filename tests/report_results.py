@@ -106,7 +106,8 @@ def make_results(root: Path, seeds=(0, 1), trace: str = "fedrevive", tuning: boo
         (root / "claims").mkdir()
         pd.DataFrame({"claim": ["fedbuff-vs-fedasync"], "scale": ["ci"], "against": ["fedasync"],
                       "paper": ["FedBuff"], "paper_figure": ["up to 2.5x"], "measured": ["1.29× faster [0.79, 2.08]"],
-                      "effect": [0.25], "wins": [3], "seeds": [3], "censored": ["0/0"], "verdict": ["inconclusive"],
+                      "metric": ["arrivals_to_target"], "kind": ["time"], "effect": [0.25], "low": [-0.23],
+                      "high": [0.73], "effects": ["0.2 0.3 0.25"], "wins": [3], "seeds": [3], "censored": ["0/0"], "verdict": ["inconclusive"],
                       "claim_verdict": ["inconclusive"], "runs": ["fedbuff/a fedasync/b"], "wall_seconds": [11.0]}
                      ).to_csv(root / "claims" / "ci.csv", index=False)
         (root / "claims" / "small.csv").write_text("")   # cut off while written: reported, not fatal

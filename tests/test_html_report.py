@@ -50,13 +50,15 @@ def test_page_holds_every_section_and_links_each_config(tmp_path):
     assert written[0] == results / "report" / "report.html"
     for plot in EXPECTED_PLOTS:
         assert f'data-plot="{plot}"' in page
-    assert page.count("<svg") == len(EXPECTED_PLOTS)
+    assert page.count("<svg") == len(EXPECTED_PLOTS) + 1 and 'data-plot="claims"' in page   # + the claims plot
     assert 'id="claims"' in page and "fedbuff-vs-fedasync" in page and "1.29× faster [0.79, 2.08]" in page
     assert "<h3>scale ci</h3>" in page and "small.csv is not readable (EmptyDataError)" in page
     assert ">run_seconds<" not in page and ">paper&#x27;s figure<" in page    # the shown columns, named
     claims_md = (results / "report" / "claims.md").read_text()
     assert results / "report" / "claims.md" in written and "## scale ci" in claims_md
     assert "| fedbuff-vs-fedasync | fedasync | FedBuff | up to 2.5x |" in claims_md
+    assert "![claims at scale ci](claims-ci.png)" in claims_md and (results / "report" / "claims-ci.png").stat().st_size
+    assert "claims at scale small" not in claims_md            # the unreadable file has no plot
     assert "<h3>Tuning</h3>" in page and "server_lr=0.5" in page and "3 trials per method" in page
     assert page.count('class="badge tuned"') == 1 and 'class="badge ref"' in page   # fedbuff: tuned, reference
     assert "3 trials × 1 run(s), final_accuracy on validation" in page          # the budget, with the mark
@@ -157,7 +159,8 @@ def test_page_in_headless_chromium(tmp_path):
             "return Object.fromEntries([...document.querySelectorAll('figure[data-plot]')].map(f => "
             "[f.dataset.plot, [f.querySelector('svg').getBoundingClientRect().width, "
             "f.querySelectorAll('svg path').length]]))")
-        assert set(sizes) == EXPECTED_PLOTS and all(w > 300 and paths > 10 for w, paths in sizes.values()), sizes
+        assert set(sizes) == EXPECTED_PLOTS | {"claims"} and all(w > 300 and paths > 10
+                                                                 for w, paths in sizes.values()), sizes
 
         # sorting: "final acc" ascending puts the lowest first, in that ranking only
         browser.execute_script("[...document.querySelector('table.leaderboard').tHead.rows[0].cells]"

@@ -17,16 +17,16 @@ from pathlib import Path
 import pandas as pd
 
 from asyncfl_bench.claims import measure, verdict
-from asyncfl_bench.claims.spec import Claim, Scale
+from asyncfl_bench.claims.spec import METRICS, Claim, Scale
 from asyncfl_bench.config.identity import run_id
 from asyncfl_bench.config.registry import get_measurement, get_method, get_task
 from asyncfl_bench.config.settings import resolve
 from asyncfl_bench.errors import UserError
 from asyncfl_bench.results.store import finished_summary, run_dir, write_csv
 
-COLUMNS = ["claim", "scale", "arm", "against", "metric", "paper", "where", "paper_figure", "measured",
+COLUMNS = ["claim", "scale", "arm", "against", "metric", "kind", "paper", "where", "paper_figure", "measured",
            "effect", "low", "high", "wins", "losses", "pairs", "seeds", "censored", "verdict", "claim_verdict",
-           "task", "preset", "run_seconds", "runs"]
+           "task", "preset", "run_seconds", "runs", "effects"]
 
 
 @dataclass(frozen=True)
@@ -138,11 +138,12 @@ def rows(plan: Plan, results: Path) -> list[dict]:
     for other in claim.against:
         theirs, their_summaries = get(other)
         units = sorted(set(mine) & set(theirs))
-        c = verdict.decide(claim.metric, [mine[u].value for u in units], [theirs[u].value for u in units])
+        mine_v, theirs_v = [mine[u].value for u in units], [theirs[u].value for u in units]
+        c = verdict.decide(claim.metric, mine_v, theirs_v)
         summaries = my_summaries + their_summaries
         out.append({
             "claim": claim.id, "scale": plan.scale_name, "arm": claim.arm, "against": other,
-            "metric": claim.metric, "paper": claim.paper, "where": claim.where,
+            "metric": claim.metric, "kind": METRICS[claim.metric][1], "paper": claim.paper, "where": claim.where,
             "paper_figure": claim.paper_figure, "measured": verdict.measured_text(claim.metric, c),
             "effect": c.effect, "low": c.low, "high": c.high, "wins": c.wins, "losses": c.losses,
             "pairs": c.pairs, "seeds": len(plan.seeds),
@@ -151,6 +152,8 @@ def rows(plan: Plan, results: Path) -> list[dict]:
             "run_seconds": round(sum(s["seconds"]["total"] for s in summaries), 1),
             "runs": " ".join(f"{s['method']}/{s['run_id']}" for s in summaries)
                     or str(plan.measurement_folder(results)),
+            # each paired unit's effect, for the report's plot of the spread behind the interval
+            "effects": " ".join(f"{e:.6g}" for e in verdict.effects(claim.metric, mine_v, theirs_v)),
         })
     whole = verdict.overall([r["verdict"] for r in out])
     for r in out:

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from asyncfl_bench.results import columns, plots
-from asyncfl_bench.results.claim_tables import claim_tables
+from asyncfl_bench.results.claim_tables import claim_tables, plottable
 from asyncfl_bench.results.sensitivity import read_tuned, sensitivity
 from asyncfl_bench.results.store import read_json
 from asyncfl_bench.results.tracker import read_arrivals
@@ -396,7 +396,7 @@ def _section(page: Page, results: Path, task: str, preset: str, runs: pd.DataFra
     return "\n".join(parts)
 
 
-def _claims(results: Path) -> str:
+def _claims(page: Page, results: Path) -> str:
     tables = claim_tables(results)
     if not tables:
         return ""
@@ -404,8 +404,13 @@ def _claims(results: Path) -> str:
              '<p class="note">From <code>asyncfl-bench claims run</code>: per comparison the paired effect over '
              "seeds with its 95 % interval; a claim holds when the interval lies above zero, does not hold "
              "when it lies below, and is inconclusive otherwise.</p>"]
-    for scale, frame, problem in tables:
+    for scale, frame, problem, raw in tables:
         parts += [f"<h3>scale {_e(scale)}</h3>", f'<p class="note">{_e(problem)}</p>' if problem else _table(frame)]
+        if plottable(raw):
+            fig = plots.claims_figure(raw, f"claims at scale {scale}", width=plots.PAGE_SIZE[0] * 1.4)
+            parts.append(page.figure(fig, "claims", "Each comparison's mean effect and 95 % interval (green: "
+                                     "holds, red: does not hold, grey: inconclusive); grey dots: the paired units. "
+                                     "The paper's side is right of the black line."))
     return "\n".join(parts)
 
 
@@ -454,7 +459,7 @@ def render(results: Path, out: Path, runs: pd.DataFrame, curves: pd.DataFrame, b
     for task, preset in groups:
         pick = lambda f, t=task, p=preset: f[(f["task"] == t) & (f["preset"] == p)]
         sections.append(_section(page, results, task, preset, pick(runs), pick(curves), pick(board), out, reference))
-    extra = {k: s for k, s in {"claims": _claims(results)}.items() if s}
+    extra = {k: s for k, s in {"claims": _claims(page, results)}.items() if s}
     nav = "".join(f'<a href="#{_slug(t, p)}">{_e(t)} · {_e(p)}</a>' for t, p in groups)
     nav += "".join(f'<a href="#{k}">{k}</a>' for k in extra)
     notes = "".join(f'<p class="note"><strong>warning:</strong> {_e(w)}</p>' for w in warnings)

@@ -199,6 +199,41 @@ def server_cost_figure(cost: dict[str, list[float]], colors: dict[str, str], tit
     return fig
 
 
+VERDICT_COLORS = {"holds": "#2e7d32", "does not hold": "#c62828"}   # inconclusive: grey
+# metric kind -> (axis label, transform of the stored effect for the axis, the line of no effect)
+EFFECT_AXES = {"accuracy": ("claimed arm − other, accuracy points", lambda e: 100 * e, 0.0),
+               "time": ("claimed arm's speed-up to the target (×)", np.exp, 1.0),
+               "error": ("other's error − claimed arm's (relative units)", lambda e: e, 0.0)}
+
+
+def claims_figure(rows: pd.DataFrame, title: str, width: float = PNG_SIZE[0]) -> Figure:
+    """Each comparison of a claims table: the mean paired effect with its 95 % interval
+    (green: holds, red: does not hold, grey: inconclusive) over a dot per paired unit, one
+    panel per kind of metric (``rows["kind"]``: accuracy, time or error, as the claims
+    table records it), the line of no effect drawn; the paper's side is the right."""
+    kinds = [k for k in EFFECT_AXES if (rows["kind"] == k).any()]
+    heights = [max(1, int((rows["kind"] == k).sum())) for k in kinds]
+    fig = Figure(figsize=(width, 0.42 * sum(heights) + 1.0 * len(kinds) + 0.6), dpi=120, layout="constrained")
+    axes = fig.subplots(len(kinds), 1, squeeze=False, gridspec_kw={"height_ratios": heights})[:, 0]
+    for ax, kind in zip(axes, kinds):
+        label, transform, none = EFFECT_AXES[kind]
+        sub = rows[rows["kind"] == kind].reset_index(drop=True)
+        for y, r in sub.iterrows():
+            points = transform(np.array([float(v) for v in str(r["effects"]).split()] or [np.nan]))
+            ax.plot(points, np.full(len(points), y) + 0.18, ".", color="#9e9e9e", ms=4)
+            color = VERDICT_COLORS.get(r["verdict"], "#616161")
+            lo, mid, hi = transform(np.array([r["low"], r["effect"], r["high"]], dtype=float))
+            ax.errorbar([mid], [y], xerr=[[mid - lo], [hi - mid]], fmt="o", color=color, capsize=3, ms=5)
+        ax.axvline(none, color="black", lw=0.8)
+        ax.set_yticks(range(len(sub)), [wrapped(f"{c} · vs {a}", 40) for c, a in zip(sub["claim"], sub["against"])],
+                      fontsize=7)
+        ax.set_ylim(len(sub) - 0.5, -0.5)
+        ax.set_xlabel(label, fontsize=8)
+        ax.grid(alpha=0.3, axis="x")
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
 def _plain_log_axis(axis) -> None:
     """Log-scale ticks at 1, 2 and 5 per decade, written as plain numbers: matplotlib's
     default 2×10⁻¹ labels run into each other on a decade-wide axis."""

@@ -343,8 +343,15 @@ def build_report(results: Path, out: Path, with_html: bool = True) -> tuple[pd.D
     atomic_write(written[1], _markdown(board).encode())
     claims = claim_tables.claim_tables(Path(results))
     if claims:   # what `claims run` decided, beside the runs it decided from
+        figures = {}
+        for scale, _, _, raw in claims:
+            if claim_tables.plottable(raw):
+                path = out / f"claims-{scale}.png"
+                plots.save_png(plots.claims_figure(raw, f"claims at scale {scale}"), path)
+                figures[scale] = path.name
+                written.append(path)
         written.append(out / "claims.md")
-        atomic_write(written[-1], claim_tables.markdown(claims, _markdown_table).encode())
+        atomic_write(written[-1], claim_tables.markdown(claims, _markdown_table, figures).encode())
     for task, preset in runs[["task", "preset"]].drop_duplicates().itertuples(index=False):
         written += write_plots(runs, curves, task, preset, out, Path(results))
     if with_html:
