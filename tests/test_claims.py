@@ -51,6 +51,11 @@ def test_every_claim_resolves_at_every_scale(tmp_path):
             "fedgen-vs-fedavg", "fedecho-vs-fedbuff", "fedrevive-adaptive-beta"} <= set(claims)
     for claim in claims.values():
         for scale in claim.scales:
+            if claim.scales[scale].tuned:   # needs `tune` first, and says so
+                with pytest.raises(UserError, match=f"fix: asyncfl-bench tune --task digits --preset {scale} "
+                                                    f"--method fedbuff,fedrevive --results"):
+                    planning.make_plan(claim, scale, [0, 1], "cpu", tmp_path)
+                continue
             p = planning.make_plan(claim, scale, [0, 1], "cpu", tmp_path)
             assert set(p.configs) == set(claim.arms)
             for arm, cfgs in p.configs.items():
@@ -185,3 +190,14 @@ def test_measurement_claims_are_checked():
         planning.make_plan(claim, "ci", [0], "cpu", "unused")
     with pytest.raises(UserError, match="no \\[arms\\] tables"):
         parse("x", measured + '[arms.a]\nmethod = "fedbuff"\n')
+
+
+def test_a_tuned_claim_reads_the_tuned_values_file(tmp_path):
+    """A tuned scale applies RESULTS/tuned/<task>-<preset>.json like `run --tuned auto`: a file
+    without one of the claim's methods is refused, naming it."""
+    from report_results import write_tuning
+
+    write_tuning(tmp_path)
+    claim = select("fedrevive-final-vs-fedbuff-tuned")[0]
+    with pytest.raises(UserError, match="has no tuned values for 'fedrevive'"):
+        planning.make_plan(claim, "ci", [0], "cpu", tmp_path)

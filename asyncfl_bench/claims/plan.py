@@ -78,7 +78,12 @@ def make_plan(claim: Claim, scale_name: str, seeds: list[int], device: str, resu
                 for s in seeds]
         if scale.tuned:
             from asyncfl_bench.tuning import tuned as tuned_file
-            cfgs = tuned_file.apply(cfgs, tuned_file.default_path(results, scale.task, scale.preset))
+            path = tuned_file.default_path(results, scale.task, scale.preset)
+            if not path.is_file():
+                raise UserError(f"claim {claim.id} at {scale_name} runs on tuned values and {path} does not exist; "
+                                f"fix: asyncfl-bench tune --task {scale.task} --preset {scale.preset} --method "
+                                f"{','.join(names)} --results {results} (the same budget for every method)")
+            cfgs = tuned_file.apply(cfgs, path)
         configs[arm_name] = cfgs
     return Plan(claim, scale_name, scale, seeds, configs)
 

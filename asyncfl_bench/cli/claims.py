@@ -68,8 +68,16 @@ def run_claims(
         claims = [c for c in claims if scale in c.scales]
         if skipped:
             err.print(f"no {scale} scale, not run: {', '.join(skipped)}", highlight=False)
-    plans = [planning.make_plan(c, scale, parse_seeds(seeds) if seeds else parse_seeds(c.scales[scale].seeds),
-                                dev, results) for c in claims]
+    plans = []
+    for c in claims:
+        try:
+            plans.append(planning.make_plan(c, scale, parse_seeds(seeds) if seeds else
+                                            parse_seeds(c.scales[scale].seeds), dev, results))
+        except UserError as e:
+            if which != "all" or not c.scales[scale].tuned:
+                raise
+            # `all` goes on without a tuned claim whose tuned values are not there yet
+            err.print(f"not run: {escape(str(e))}", highlight=False, soft_wrap=True)
     for p in plans:   # every run of every claim checked before the first one starts
         configs = p.all_configs()
         if not configs:   # a measurement: its parameters were checked by make_plan
