@@ -38,7 +38,7 @@ def list_claims():
 @app.command("run")
 @user_errors
 def run_claims(
-    which: str = typer.Argument(..., help="A claim id (see `claims list`), a comma list, or `all`."),
+    which: str = typer.Argument(..., metavar="ID|all", help="A claim id (see `claims list`), a comma list, or `all`."),
     scale: str = typer.Option("ci", help="ci (a minute or so per claim), small (CPU, about 10 minutes per "
                                          "seed and arm at most), paper (the authors' setting: GPUs)."),
     results: Path = typer.Option(Path("results"), help="Results folder: the claims' runs are ordinary runs "

@@ -1,0 +1,64 @@
+"""Whole-run time of the distillation methods as a ratio to FedBuff's, in one process.
+
+Each method's run (task preset, seed 0, one thread, a fresh results folder each time) is
+repeated ``--reps`` times, the methods interleaved within each repetition so that load
+from other processes hits all of them alike; a method's time is its fastest repetition
+(load only adds time) and its ratio is that over FedBuff's fastest. The split into local
+training, server and evaluation comes from the same run's summary.
+
+    python benchmarks/method_ratio.py --task digits --reps 2
+    python benchmarks/method_ratio.py --task femnist --methods fedbuff,fedrevive --reps 2
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from asyncfl_bench.config.registry import get_method, get_task, method_names
+from asyncfl_bench.config.settings import resolve
+from asyncfl_bench.simulation.run import RunOptions, execute
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--task", default="digits")
+    ap.add_argument("--preset", default="ci")
+    ap.add_argument("--methods", default="fedbuff,fedecho,fedgen,fedrevive")
+    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--data-dir", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=None, help="append the table to this CSV")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    names = method_names(args.methods)
+    if "fedbuff" not in names:
+        names.insert(0, "fedbuff")
+    task = get_task(args.task)
+    configs = {n: resolve(task, args.preset, get_method(n), 0, "cpu", {}, names) for n in names}
+    data = task.load(configs[names[0]]["setup"], 0, args.data_dir)
+    best: dict[str, dict] = {}
+    for rep in range(args.reps):
+        for n in names:
+            with tempfile.TemporaryDirectory() as tmp:
+                summary, _ = execute(configs[n], task, data, RunOptions(Path(tmp)))
+            sec = summary["seconds"]
+            print(f"rep {rep} {n}: {sec['total']:.2f} s (train {sec['train']:.2f}, server {sec['server']:.2f})",
+                  flush=True)
+            if n not in best or sec["total"] < best[n]["total_s"]:
+                best[n] = {"total_s": sec["total"], "train_s": sec["train"], "server_s": sec["server"],
+                           "eval_s": sec["eval"], "final_accuracy": summary["final_accuracy"],
+                           "training_path": summary["training_path"]}
+    table = pd.DataFrame([{"task": args.task, "preset": args.preset, "method": n, **b,
+                           "ratio_to_fedbuff": b["total_s"] / best["fedbuff"]["total_s"], "reps": args.reps}
+                          for n, b in best.items()])
+    with pd.option_context("display.width", 200, "display.precision", 3):
+        print(table.to_string(index=False))
+    if args.out is not None:
+        table.to_csv(args.out, mode="a", header=not args.out.exists(), index=False)
+
+
+if __name__ == "__main__":
+    main()
