@@ -7,6 +7,9 @@ Per seed s, the effect of the claimed arm A over an arm B:
   A's speed-up over B);
 * a measurement's error against the truth: e = err_B − err_A (positive when A's estimate
   is closer), paired by probe (seed, client, end point, staleness) instead of by seed.
+  Probes of one seed share its trajectory, so they are not independent draws: their
+  interval is narrower than as many seeds would give, and the per-seed spread in the
+  table's effects is the check on it.
 
 The claim **holds** when the 95 % Student-t interval of mean(e) lies above 0, **does not
 hold** when it lies below 0 (the opposite is what the runs show), and is **inconclusive**
