@@ -177,6 +177,7 @@ def test_measurement_claim_verdict_comes_from_its_tables(tmp_path):
         assert set(table.index) == {"stale", "dc-asgd-a"}
         assert (table["verdict"] == expected).all() and (table["pairs"] == 4).all() and (table["seeds"] == 2).all()
         assert math.isclose(table.loc["stale", "effect"], stale - gi)
+        assert table.loc["stale", "runs"] == p.measurement_path().as_posix()   # relative: no machine path
 
 
 def test_measurement_claims_are_checked():

@@ -48,9 +48,14 @@ class Plan:
                     out.append(cfg)
         return out
 
-    def measurement_folder(self, results: Path) -> Path:
+    def measurement_path(self) -> Path:
+        """The measurement's folder inside a results folder (relative, so tables name it
+        the same on every machine)."""
         key = json.dumps([self.scale.task, self.scale.preset, self.params], sort_keys=True)
-        return Path(results) / "measurements" / self.claim.measurement / hashlib.sha256(key.encode()).hexdigest()[:12]
+        return Path("measurements") / self.claim.measurement / hashlib.sha256(key.encode()).hexdigest()[:12]
+
+    def measurement_folder(self, results: Path) -> Path:
+        return Path(results) / self.measurement_path()
 
 
 def make_plan(claim: Claim, scale_name: str, seeds: list[int], device: str, results: Path) -> Plan:
@@ -156,7 +161,7 @@ def rows(plan: Plan, results: Path) -> list[dict]:
             "verdict": c.verdict, "task": plan.scale.task, "preset": plan.scale.preset,
             "run_seconds": round(sum(s["seconds"]["total"] for s in summaries), 1),
             "runs": " ".join(f"{s['method']}/{s['run_id']}" for s in summaries)
-                    or str(plan.measurement_folder(results)),
+                    or plan.measurement_path().as_posix(),
             # each paired unit's effect, for the report's plot of the spread behind the interval
             "effects": " ".join(f"{e:.6g}" for e in verdict.effects(claim.metric, mine_v, theirs_v)),
         })
