@@ -294,3 +294,41 @@ def test_batch_stats_variance_is_torchs_up_to_rounding():
         grad, = torch.autograd.grad((w * var).sum() + mean.sum(), x)
         ref, = torch.autograd.grad((w * ref_var).sum() + x.mean(dim=dims).sum(), x)
         assert torch.allclose(grad, ref, rtol=0, atol=1e-12)
+
+
+# -- the faster paths equal the straightforward ones -------------------------------------
+def test_reused_fast_generator_copy_equals_a_fresh_deep_copy_per_synthesis():
+    """One fast copy reset from the slow generator (weights, BatchNorm statistics, mode)
+    gives bit for bit the pool and slow generator that a deep copy per synthesis gives."""
+    teacher = SmallCNN(1, 8, 10).requires_grad_(False)
+    q = torch.full((1, 10), 0.1)
+    runs = []
+    for fresh in (False, True):
+        torch.manual_seed(0)
+        s = make_synth(lr_g=0.05, steps=2)
+        for _ in range(3):
+            if fresh:
+                s.source._fast_copy = None        # the straightforward path: a new deep copy
+            s.synthesize([teacher], [[]], q, teacher, adversarial=False)
+        runs.append((s.pool.x.clone(), [t.clone() for t in s.source.generator.state_dict().values()]))
+    (x0, g0), (x1, g1) = runs
+    assert len(x0) == 3 * 16 and torch.equal(x0, x1)
+    assert all(torch.equal(a, b) for a, b in zip(g0, g1))
+    assert not torch.equal(x0[:16], x0[16:32])   # the generator moved between syntheses
+
+
+def test_pool_sampling_with_its_label_index_draws_what_a_scan_draws():
+    """The pool's label index (rebuilt after every add) picks the same items from the same
+    draws as scanning the labels on every call."""
+    from asyncfl_bench.methods.distill.synthesis import items_with_labels
+    pool = SyntheticPool(50)
+    pool.add(torch.randn(40, 2), torch.arange(40) % 4)
+    dist = torch.tensor([0.4, 0.3, 0.2, 0.1, 0.0, 0.0])
+    for round_ in range(2):
+        rng_a, rng_b = gen(round_), gen(round_)
+        _, y = pool.sample(dist, 200, rng_a)
+        labels = torch.multinomial(dist, 200, replacement=True, generator=rng_b)
+        assert torch.equal(y, pool.y[items_with_labels(pool.y, labels, rng_b)])
+        pool.add(torch.randn(30, 2), torch.full((30,), 5))   # the index must follow the new items
+    _, y = pool.sample(torch.tensor([0, 0, 0, 0, 0, 1.0]), 10, gen())
+    assert (y == 5).all()

@@ -51,14 +51,21 @@ def augment(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator) -
     return x
 
 
-def items_with_labels(item_labels: torch.Tensor, wanted: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def items_by_label(item_labels: torch.Tensor) -> dict[int, torch.Tensor]:
+    """Label → indices of the items with that label, ascending."""
+    return {int(c): (item_labels == c).nonzero().flatten() for c in item_labels.unique()}
+
+
+def items_with_labels(item_labels: torch.Tensor, wanted: torch.Tensor, generator: torch.Generator,
+                      by_label: dict[int, torch.Tensor] | None = None) -> torch.Tensor:
     """For each wanted label, the index of a random item with that label (of any item
-    when none has it), drawn class by class in ascending order."""
+    when none has it), drawn class by class in ascending order. ``by_label``:
+    ``items_by_label(item_labels)``, computed once for many draws."""
     idx = torch.empty(len(wanted), dtype=torch.long)
     for c in wanted.unique().tolist():
         slots = (wanted == c).nonzero().flatten()
-        have = (item_labels == c).nonzero().flatten()
-        if len(have) == 0:
+        have = (by_label.get(c) if by_label is not None else (item_labels == c).nonzero().flatten())
+        if have is None or len(have) == 0:
             have = torch.arange(len(item_labels))
         idx[slots] = have[torch.randint(len(have), (len(slots),), generator=generator)]
     return idx
@@ -71,6 +78,7 @@ class SyntheticPool:
         self.size = size
         self.x: torch.Tensor | None = None
         self.y: torch.Tensor | None = None
+        self._by_label: dict[int, torch.Tensor] | None = None   # for the pool's current y
 
     def __len__(self) -> int:
         return 0 if self.y is None else len(self.y)
@@ -80,12 +88,16 @@ class SyntheticPool:
         if self.y is not None:
             x, y = torch.cat([self.x, x]), torch.cat([self.y, y])
         self.x, self.y = x[-self.size:], y[-self.size:]   # drop the oldest
+        self._by_label = None
 
     def sample(self, dist: torch.Tensor, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """n samples whose labels follow ``dist``: draw a label per slot from dist, then a
         pool item of that label (any item if the pool has none of it)."""
         labels = torch.multinomial(dist.float().cpu() / dist.sum(), n, replacement=True, generator=generator)
-        idx = items_with_labels(self.y.cpu(), labels, generator).to(self.y.device)
+        # KD samples every teacher's batch from the same pool: index its labels once per change
+        if self._by_label is None:
+            self._by_label = items_by_label(self.y.cpu())
+        idx = items_with_labels(self.y.cpu(), labels, generator, self._by_label).to(self.y.device)
         return self.x[idx], self.y[idx]
 
     def state(self) -> dict:
@@ -93,6 +105,7 @@ class SyntheticPool:
 
     def load(self, state: dict) -> None:
         self.size, self.x, self.y = state["size"], state["x"], state["y"]
+        self._by_label = None
 
 
 class LossGuard:
@@ -150,13 +163,23 @@ class GeneratorSource:
         # eps 1e-8 (the reference uses 0): a parameter the inner steps leave unchanged would give 0/0
         self.meta_opt = torch.optim.Adam(generator.parameters(), lr=lr_g, betas=(0.5, 0.999), eps=1e-8)
         self.fast: nn.Module | None = None
+        # one fast copy for the whole run, reset from the slow generator at every synthesis
+        # (its weights, BatchNorm statistics and mode): the state a fresh deep copy has
+        self._fast_copy: nn.Module | None = None
 
     def begin(self, y: torch.Tensor):
         """(Adam parameter groups, a function making the batch) for targets y."""
         nz, device = self.generator.nz, y.device
         z = torch.randn(len(y), nz, generator=self.rng).to(device).requires_grad_()
         emb = torch.randn(self.num_classes, nz, generator=self.rng).to(device).requires_grad_()
-        fast = self.fast = copy.deepcopy(self.generator)
+        if self._fast_copy is None:
+            self._fast_copy = copy.deepcopy(self.generator)
+        else:
+            with torch.no_grad():
+                for dst, src in zip(self._fast_copy.state_dict().values(), self.generator.state_dict().values()):
+                    dst.copy_(src)
+            self._fast_copy.train(self.generator.training)
+        fast = self.fast = self._fast_copy
         groups = [{"params": list(fast.parameters()), "lr": self.lr_g}, {"params": [z, emb], "lr": self.lr_z}]
         return groups, lambda: fast(z, y, emb, self.emb_weight)
 
