@@ -34,9 +34,8 @@ def _train_both_ways(optimizer, monkeypatch, model=SMALL, precision=torch.float3
 
     def per_tensor(params, local):
         opt = real(params, local)
-        for group in opt.param_groups:
-            assert group["foreach"] is True or group["fused"] is True
-            group["foreach"] = group["fused"] = False
+        assert opt.foreach is True or opt.fused is True
+        opt.foreach = opt.fused = False
         return opt
     monkeypatch.setattr(training, "make_optimizer", per_tensor)
     slow, slow_loss = training.LocalTrainer(build, layout, local, torch.device("cpu")).train(base, x, y, 3)
@@ -68,3 +67,46 @@ def test_fused_adam_rounds_within_adams_float32_amplification(monkeypatch, model
     fast, fast_loss, slow, slow_loss = _train_both_ways("adam", monkeypatch, model)
     assert (fast - slow).norm() <= 1e-4 * slow.norm()
     assert abs(fast_loss - slow_loss) <= 1e-5 * abs(slow_loss)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_local_optimizer_is_torch_optims_step_bit_for_bit(monkeypatch, optimizer):
+    """LocalOptimizer calls torch.optim's functional steps with torch.optim.SGD(foreach) /
+    Adam(fused)'s arguments and state: the same updates and losses exactly, in float32."""
+    local = {**SETUP_DEFAULTS["local"], "optimizer": optimizer, "lr": 0.01, "momentum": 0.9,
+             "weight_decay": 1e-4, "batch_size": 8, "iterations": 6}
+    build, side = SMALL
+    torch.manual_seed(0)
+    layout = Layout.of(build())
+    base = layout.flatten(build()).clone()
+    g = torch.Generator().manual_seed(1)
+    x = torch.randint(0, 256, (40, 1, side, side), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, 5, (40,), generator=g)
+    ours, our_loss = training.LocalTrainer(build, layout, local, torch.device("cpu")).train(base, x, y, 3)
+
+    def torch_optim(params, local):
+        if local["optimizer"] == "sgd":
+            return torch.optim.SGD(params, lr=local["lr"], momentum=local["momentum"],
+                                   weight_decay=local["weight_decay"], foreach=True)
+        return torch.optim.Adam(params, lr=local["lr"], weight_decay=local["weight_decay"], fused=True)
+    monkeypatch.setattr(training, "make_optimizer", torch_optim)
+    theirs, their_loss = training.LocalTrainer(build, layout, local, torch.device("cpu")).train(base, x, y, 3)
+    assert not torch.equal(ours, base)
+    assert torch.equal(ours, theirs) and our_loss == their_loss
+
+
+def test_a_fedbuff_run_does_not_import_torch_dynamo(tmp_path):
+    """torch.optim.Optimizer's and torch.func.grad's first use import torch._dynamo (0.6 s of
+    start-up); a run's clients, sequential and batched, use neither."""
+    import subprocess
+    import sys
+    code = ("import sys, pathlib; from asyncfl_bench.config.registry import get_method, get_task; "
+            "from asyncfl_bench.config.settings import resolve; from asyncfl_bench.training.path import BatchClients; "
+            "from asyncfl_bench.simulation.run import RunOptions, execute; t = get_task('digits'); "
+            "c = resolve(t, 'ci', get_method('fedbuff'), 0, 'cpu', {'total_arrivals': 20, 'eval_every': 10}, "
+            "['fedbuff']); d = t.load(c['setup'], 0); "
+            "paths = [execute(c, t, d, RunOptions(pathlib.Path(sys.argv[1]) / b, force=True, "
+            "batch_clients=BatchClients.parse(b)))[0]['training_path'] for b in ('auto', 'off')]; "
+            "print(*paths, 'torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["batched(N=10)", "sequential", "False"], out.stdout + out.stderr

@@ -2,8 +2,8 @@
 
 A job's result depends only on (base, client data, job seed, payload), so the
 jobs in flight can be trained together: their parameters are stacked into one
-``(K, P)`` matrix and every step runs ``vmap(grad(loss))`` over
-``torch.func.functional_call`` of one module, followed by the local optimiser
+``(K, P)`` matrix and every step runs one ``vmap`` of ``torch.func.functional_call``
+of one module (the per-job losses), autograd through their sum, then the local optimiser
 over the whole stack (SGD elementwise, Adam through LocalTrainer's fused kernel). Each job sees exactly the mini-batches
 :class:`~asyncfl_bench.training.local.LocalTrainer` would draw from its seed (same
 generator, same ``batch_order``); a job with a short last batch is padded and
@@ -25,12 +25,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, grad_and_value, vmap
-from torch.optim.adam import adam as adam_step   # torch.optim.Adam's functional form
+from torch.func import functional_call, vmap
 
 from asyncfl_bench.errors import UserError
 from asyncfl_bench.training.flat import Layout
-from asyncfl_bench.training.local import batch_order, num_steps
+from asyncfl_bench.training.local import ADAM_BETAS, ADAM_EPS, adam_step, batch_order, num_steps
 
 # Batched vs sequential in float32, per job and local optimiser: relative error of the
 # update Δ = params − base, ‖Δ_batched − Δ_sequential‖₂ ≤ update·‖Δ_sequential‖₂, and of
@@ -59,9 +58,6 @@ STACKABLE = (nn.Linear, nn.Bilinear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTra
              nn.AdaptiveAvgPool2d, nn.Flatten, nn.Identity, nn.GroupNorm, nn.LayerNorm, nn.Embedding,
              nn.Upsample)
 CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
-
-# Adam's betas and eps: torch.optim.Adam's defaults, which LocalTrainer uses.
-ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
 
 
 def unsupported_reason(model: nn.Module, layout: Layout) -> str | None:
@@ -114,7 +110,20 @@ class BatchedTrainer:
             # the mean over the job's real samples, as LocalTrainer's mean-reduced loss
             return torch.where(mask, ce, 0.0).sum() / mask.sum()
 
-        self._grad = vmap(grad_and_value(loss_fn))
+        losses = vmap(loss_fn)
+
+        def grads_and_losses(params: dict, xb, yb, mask):
+            """Every job's gradient and loss: one vmapped forward gives the per-job losses,
+            and autograd differentiates their sum (job j's loss depends only on row j of the
+            stacked parameters, so row j of the gradient is job j's). ``vmap(grad(loss))``
+            gives the same numbers up to float summation order, but torch.func's grad
+            imports torch._dynamo on first use, 0.6 s of a run's start-up."""
+            leaves = {n: t.detach().requires_grad_() for n, t in params.items()}
+            per_job = losses(leaves, xb, yb, mask)
+            grads = torch.autograd.grad(per_job.sum(), list(leaves.values()))
+            return dict(zip(leaves, grads)), per_job.detach()
+
+        self._grad = grads_and_losses
 
     def _plan(self, clients: list[torch.Tensor], seeds: list[int], steps: list[int]):
         """(S, K, B) sample indices into the data set (−1 where a batch is short), each

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.adam import adam as adam_step   # torch.optim's functional forms
+from torch.optim.sgd import sgd as sgd_step
 
 from asyncfl_bench.errors import UserError
 from asyncfl_bench.training.flat import Layout
@@ -50,20 +52,65 @@ def effective_lr(local: dict, num_samples: int) -> float:
     return lr * num_steps(num_samples, local)
 
 
-def make_optimizer(params, local: dict) -> torch.optim.Optimizer:
-    # SGD: foreach, one multi-tensor kernel per update op instead of one per parameter, the
-    # same arithmetic (bit-identical, tests/test_training.py). Adam: fused, the whole update
-    # in one pass per tensor: its step is 2.6× faster than foreach's on the femnist ci CNN,
-    # a job 1.07× faster (foreach was already 1.6× torch's CPU default). It rounds differently
-    # from the multi-pass formula: equal in float64 (1e-15), and in float32 by ~1e-6 of a
-    # job's update, which Adam's 1/√v amplifies (tests/test_training.py). torch picks
-    # neither on CPU.
-    if local["optimizer"] == "sgd":
-        return torch.optim.SGD(params, lr=local["lr"], momentum=local["momentum"],
-                               weight_decay=local["weight_decay"], foreach=True)
-    if local["optimizer"] == "adam":
-        return torch.optim.Adam(params, lr=local["lr"], weight_decay=local["weight_decay"], fused=True)
-    raise UserError(f"unknown local optimizer '{local['optimizer']}'; valid: sgd, adam")
+# torch.optim.Adam's defaults, kept by every local Adam step (sequential and batched)
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
+
+
+class LocalOptimizer:
+    """A client's optimiser: torch.optim's SGD and Adam steps through their functional
+    forms (``torch.optim.sgd.sgd``, ``torch.optim.adam.adam``), given the arguments and
+    state ``torch.optim.SGD``/``Adam`` give them: the same kernels, bit for bit
+    (tests/test_training.py). A ``torch.optim.Optimizer`` imports ``torch._dynamo`` on its
+    first use, 0.6 s of a run's start-up.
+
+    SGD: foreach, one multi-tensor kernel per update op instead of one per parameter, the
+    same arithmetic (bit-identical, tests/test_training.py). Adam: fused, the whole update
+    in one pass per tensor: its step is 2.6× faster than foreach's on the femnist ci CNN,
+    a job 1.07× faster (foreach was already 1.6× torch's CPU default). It rounds differently
+    from the multi-pass formula: equal in float64 (1e-15), and in float32 by ~1e-6 of a
+    job's update, which Adam's 1/√v amplifies (tests/test_training.py). torch picks
+    neither on CPU. ``foreach = fused = False``: torch's per-tensor loops.
+    """
+
+    def __init__(self, params, local: dict):
+        if local["optimizer"] not in ("sgd", "adam"):
+            raise UserError(f"unknown local optimizer '{local['optimizer']}'; valid: sgd, adam")
+        self.params, self.local = list(params), local
+        self.foreach, self.fused = local["optimizer"] == "sgd", local["optimizer"] == "adam"
+        self.state: dict[int, dict] = {}
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        local = self.local
+        params = [p for p in self.params if p.grad is not None]
+        grads = [p.grad for p in params]
+        states = [self.state.setdefault(id(p), {}) for p in params]
+        if local["optimizer"] == "sgd":
+            buffers = [s.get("momentum_buffer") for s in states]   # None at first: SGD copies the gradient
+            sgd_step(params, grads, buffers, foreach=self.foreach, weight_decay=local["weight_decay"],
+                     momentum=local["momentum"], lr=local["lr"], dampening=0.0, nesterov=False, maximize=False)
+            if local["momentum"]:
+                for s, b in zip(states, buffers):
+                    s["momentum_buffer"] = b
+            return
+        for p, s in zip(params, states):
+            if not s:   # Adam's state at its first step (a float32 step count when fused)
+                s["step"] = torch.tensor(0.0, dtype=torch.float32 if self.fused else torch.get_default_dtype(),
+                                         device=p.device)
+                s["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                s["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        adam_step(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], [],
+                  [s["step"] for s in states], foreach=None if self.fused else False, fused=self.fused,
+                  amsgrad=False, beta1=ADAM_BETAS[0], beta2=ADAM_BETAS[1], lr=local["lr"],
+                  weight_decay=local["weight_decay"], eps=ADAM_EPS, maximize=False)
+
+
+def make_optimizer(params, local: dict) -> LocalOptimizer:
+    return LocalOptimizer(params, local)
 
 
 def batch_order(n: int, steps: int, batch_size: int, generator: torch.Generator, device) -> list[torch.Tensor]:
@@ -99,7 +146,7 @@ class LocalTrainer:
             loss = F.cross_entropy(logits, yb)
             if regularizer is not None:
                 loss = loss + regularizer(model, xb, yb, logits)
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             loss.backward()
             opt.step()
             total += loss.detach()
