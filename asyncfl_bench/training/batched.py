@@ -106,7 +106,9 @@ class BatchedTrainer:
 
         def loss_fn(params: dict, xb, yb, mask):
             logits = functional_call(model, params, (xb,))
-            ce = F.cross_entropy(logits, yb, reduction="none")
+            # −log softmax at the label, as F.cross_entropy computes it; under vmap, cross_entropy
+            # runs a Python decomposition of nll_loss (and imports sympy machinery on first use)
+            ce = -F.log_softmax(logits, dim=1).gather(1, yb[:, None]).squeeze(1)
             # the mean over the job's real samples, as LocalTrainer's mean-reduced loss
             return torch.where(mask, ce, 0.0).sum() / mask.sum()
 
