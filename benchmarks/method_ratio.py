@@ -12,6 +12,7 @@ training, server and evaluation comes from the same run's summary.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -51,8 +52,11 @@ def main() -> None:
                 best[n] = {"total_s": sec["total"], "train_s": sec["train"], "server_s": sec["server"],
                            "eval_s": sec["eval"], "final_accuracy": summary["final_accuracy"],
                            "training_path": summary["training_path"]}
+    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                         cwd=Path(__file__).parent)
     table = pd.DataFrame([{"task": args.task, "preset": args.preset, "method": n, **b,
-                           "ratio_to_fedbuff": b["total_s"] / best["fedbuff"]["total_s"], "reps": args.reps}
+                           "ratio_to_fedbuff": b["total_s"] / best["fedbuff"]["total_s"], "reps": args.reps,
+                           "commit": git.stdout.strip() if git.returncode == 0 else ""}   # which code was timed
                           for n, b in best.items()])
     with pd.option_context("display.width", 200, "display.precision", 3):
         print(table.to_string(index=False))
