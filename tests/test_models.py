@@ -103,3 +103,52 @@ def test_resnet_shortcut_is_a_strided_1x1_convolution():
     x = torch.randn(3, 4, 9, 9)
     expected = torch.nn.functional.conv2d(x, conv.weight.detach().contiguous(), stride=2)
     assert torch.allclose(conv(x[:, :, ::2, ::2]), expected, atol=1e-6)
+
+
+def _pool_case(n=40, seed=0):
+    """Post-ReLU activations with ties: zeros, and equal positive values in flat regions."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.relu(torch.randn(n, 32, 8, 8, generator=g))
+    x[:, :, :4, :4] = 0.5        # 2×2 windows whose four values are equal
+    return x
+
+
+def test_max_pool_fast_path_is_torchs_bit_for_bit_with_ties_and_second_derivatives():
+    """The channels-last max pool gives torch's output, gradient (each window's gradient to
+    the same element on ties) and gradient of the gradient (GI-switch's create_graph),
+    exactly."""
+    from asyncfl_bench.tasks.models import MaxPool2d
+    x = _pool_case()
+    assert x.numel() >= MaxPool2d.LARGE
+    results = []
+    for pool in (torch.nn.MaxPool2d(2), MaxPool2d(2)):
+        xi = x.clone().requires_grad_()
+        out = pool(xi)
+        w = torch.linspace(-1, 1, out.numel()).view_as(out)
+        (g,) = torch.autograd.grad((out * w).sum(), xi, create_graph=True)
+        (gg,) = torch.autograd.grad((g * g.detach().sign() * 3).sum() + (g ** 2).sum(), xi)
+        results.append((out.detach(), g.detach(), gg))
+    for a, b in zip(*results):
+        assert torch.equal(a, b)
+    assert results[0][1].abs().sum() > 0
+
+
+def test_max_pool_fast_path_under_vmap_is_torchs(monkeypatch):
+    """Under vmap (stacked clients) the fast path folds the job dimension into the batch:
+    the same output and gradients as torch's pool under vmap."""
+    from torch.func import vmap
+    from asyncfl_bench.tasks import models
+    calls, real = [], models._MaxPoolChannelsLast.vmap
+
+    def spy(*args):
+        calls.append(1)
+        return real(*args)
+    monkeypatch.setattr(models._MaxPoolChannelsLast, "vmap", staticmethod(spy))
+    x = torch.stack([_pool_case(32, seed) for seed in range(3)])    # 3 jobs of 32 samples
+    results = []
+    for pool in (torch.nn.MaxPool2d(2), models.MaxPool2d(2)):
+        xi = x.clone().requires_grad_()
+        out = vmap(pool)(xi)
+        (g,) = torch.autograd.grad((out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum(), xi)
+        results.append((out.detach(), g))
+    assert calls and all(torch.equal(a, b) for a, b in zip(*results))
