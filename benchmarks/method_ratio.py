@@ -8,6 +8,7 @@ training, server and evaluation comes from the same run's summary.
 
     python benchmarks/method_ratio.py --task digits --reps 2
     python benchmarks/method_ratio.py --task femnist --methods fedbuff,fedrevive --reps 2
+    python benchmarks/method_ratio.py --methods fedbuff,fedecho --variant fedecho-synthetic=fedecho.proxy=synthetic
 """
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ def main() -> None:
     ap.add_argument("--methods", default="fedbuff,fedecho,fedgen,fedrevive")
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--data-dir", type=Path, default=None)
+    ap.add_argument("--variant", action="append", default=[], metavar="LABEL=METHOD.KEY=VALUE[,...]",
+                    help="also time METHOD with these settings under LABEL, e.g. "
+                         "fedecho-synthetic=fedecho.proxy=synthetic (repeatable)")
     ap.add_argument("--out", type=Path, default=None, help="append the table to this CSV")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -39,6 +43,12 @@ def main() -> None:
         names.insert(0, "fedbuff")
     task = get_task(args.task)
     configs = {n: resolve(task, args.preset, get_method(n), 0, "cpu", {}, names) for n in names}
+    for spec in args.variant:
+        label, _, sets = spec.partition("=")
+        overrides = dict(item.split("=", 1) for item in sets.split(","))
+        method = next(iter(overrides)).partition(".")[0]
+        configs[label] = resolve(task, args.preset, get_method(method), 0, "cpu", overrides, [method])
+    names = list(configs)
     data = task.load(configs[names[0]]["setup"], 0, args.data_dir)
     best: dict[str, dict] = {}
     for rep in range(args.reps):
