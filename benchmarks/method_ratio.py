@@ -20,29 +20,22 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from asyncfl_bench.config.registry import get_method, get_task, method_names
+from asyncfl_bench.config.registry import get_method
 from asyncfl_bench.config.settings import resolve
 from asyncfl_bench.simulation.run import RunOptions, execute
+from method_runs import add_arguments, method_configs, write_table   # beside this script
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--task", default="digits")
-    ap.add_argument("--preset", default="ci")
-    ap.add_argument("--methods", default="fedbuff,fedecho,fedgen,fedrevive")
+    add_arguments(ap)
     ap.add_argument("--reps", type=int, default=2)
-    ap.add_argument("--data-dir", type=Path, default=None)
     ap.add_argument("--variant", action="append", default=[], metavar="LABEL=METHOD.KEY=VALUE[,...]",
                     help="also time METHOD with these settings under LABEL, e.g. "
                          "fedecho-synthetic=fedecho.proxy=synthetic (repeatable)")
-    ap.add_argument("--out", type=Path, default=None, help="append the table to this CSV")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    names = method_names(args.methods)
-    if "fedbuff" not in names:
-        names.insert(0, "fedbuff")
-    task = get_task(args.task)
-    configs = {n: resolve(task, args.preset, get_method(n), 0, "cpu", {}, names) for n in names}
+    task, configs = method_configs(args)
     for spec in args.variant:
         label, _, sets = spec.partition("=")
         overrides = dict(item.split("=", 1) for item in sets.split(","))
@@ -68,10 +61,7 @@ def main() -> None:
                            "ratio_to_fedbuff": b["total_s"] / best["fedbuff"]["total_s"], "reps": args.reps,
                            "commit": git.stdout.strip() if git.returncode == 0 else ""}   # which code was timed
                           for n, b in best.items()])
-    with pd.option_context("display.width", 200, "display.precision", 3):
-        print(table.to_string(index=False))
-    if args.out is not None:
-        table.to_csv(args.out, mode="a", header=not args.out.exists(), index=False)
+    write_table(table, args.out)
 
 
 if __name__ == "__main__":

@@ -26,11 +26,11 @@ import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from asyncfl_bench.config.registry import get_method, get_task, method_names
-from asyncfl_bench.config.settings import resolve
+from asyncfl_bench.config.registry import get_method
 from asyncfl_bench.simulation.run import RunOptions, execute
 from asyncfl_bench.simulation.simulator import Simulator
 from asyncfl_bench.training.path import BatchClients
+from method_runs import add_arguments, method_configs, write_table   # beside this script
 
 
 def counted(fn, total: dict, key: str):
@@ -64,18 +64,11 @@ def run_counting(config: dict, task, data) -> tuple[dict, dict]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--task", default="digits")
-    ap.add_argument("--preset", default="ci")
-    ap.add_argument("--methods", default="fedbuff,fedecho,fedgen,fedrevive")
-    ap.add_argument("--data-dir", type=Path, default=None)
-    ap.add_argument("--out", type=Path, default=None, help="append the table to this CSV")
+    add_arguments(ap)
     args = ap.parse_args()
     torch.set_num_threads(1)
-    names = method_names(args.methods)
-    if "fedbuff" not in names:
-        names.insert(0, "fedbuff")
-    task = get_task(args.task)
-    configs = {n: resolve(task, args.preset, get_method(n), 0, "cpu", {}, names) for n in names}
+    task, configs = method_configs(args)
+    names = list(configs)
     data = task.load(configs[names[0]]["setup"], 0, args.data_dir)
     rows = []
     for n in names:
@@ -90,10 +83,7 @@ def main() -> None:
               f"server {rows[-1]['server_mflop_per_arrival']:.1f} MFLOP per arrival", flush=True)
     table = pd.DataFrame(rows)
     table["flop_ratio"] = table["total_gflop"] / table.loc[table["method"] == "fedbuff", "total_gflop"].iloc[0]
-    with pd.option_context("display.width", 200, "display.precision", 3):
-        print(table.to_string(index=False))
-    if args.out is not None:
-        table.to_csv(args.out, mode="a", header=not args.out.exists(), index=False)
+    write_table(table, args.out)
 
 
 if __name__ == "__main__":

@@ -115,7 +115,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         workload = tmp / "workload.pt"
-        w = export_workload(args.seed, workload)
+        export_workload(args.seed, workload)
         rows = []
         for rep in range(args.reps):
             sides = {}

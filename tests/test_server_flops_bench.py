@@ -11,7 +11,8 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "server_flops.py"
 TINY = {"num_clients": 6, "concurrency": 3, "total_arrivals": 12, "eval_every": 6}
 
 
-def test_fedbuff_server_is_free_and_distillation_is_not():
+def test_fedbuff_server_is_free_and_distillation_is_not(monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))   # its helper module lies beside it
     spec = importlib.util.spec_from_file_location("server_flops_bench", SCRIPT)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

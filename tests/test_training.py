@@ -14,8 +14,9 @@ SMALL = (lambda: ImageCNN(1, 12, 5, [0.5], [0.25], width=4, hidden=8), 12)
 FEMNIST = (lambda: FemnistCNN(5), 28)
 
 
-def _train_both_ways(optimizer, monkeypatch, model=SMALL, precision=torch.float32):
-    """(update, loss) from make_optimizer's kernels, then from torch's per-tensor loop."""
+def _one_job(optimizer, model=SMALL, precision=torch.float32):
+    """(base, train): a job's base parameters, and a function training it from them with
+    whatever ``make_optimizer`` gives at call time."""
     local = {**SETUP_DEFAULTS["local"], "optimizer": optimizer, "lr": 0.01, "momentum": 0.9,
              "weight_decay": 1e-4, "batch_size": 8, "iterations": 6}
     build, side = model
@@ -29,7 +30,13 @@ def _train_both_ways(optimizer, monkeypatch, model=SMALL, precision=torch.float3
     y = torch.randint(0, 5, (40,), generator=g)
     if precision != torch.float32:   # Standardize takes float images as already in [0, 1]
         x = x.to(precision) / 255
-    fast, fast_loss = training.LocalTrainer(build, layout, local, torch.device("cpu")).train(base, x, y, 3)
+    return base, lambda: training.LocalTrainer(build, layout, local, torch.device("cpu")).train(base, x, y, 3)
+
+
+def _train_both_ways(optimizer, monkeypatch, model=SMALL, precision=torch.float32):
+    """(update, loss) from make_optimizer's kernels, then from torch's per-tensor loop."""
+    base, train = _one_job(optimizer, model, precision)
+    fast, fast_loss = train()
     real = training.make_optimizer
 
     def per_tensor(params, local):
@@ -38,7 +45,7 @@ def _train_both_ways(optimizer, monkeypatch, model=SMALL, precision=torch.float3
         opt.foreach = opt.fused = False
         return opt
     monkeypatch.setattr(training, "make_optimizer", per_tensor)
-    slow, slow_loss = training.LocalTrainer(build, layout, local, torch.device("cpu")).train(base, x, y, 3)
+    slow, slow_loss = train()
     assert not torch.equal(fast, base)
     return fast - base, fast_loss, slow - base, slow_loss
 
@@ -73,16 +80,8 @@ def test_fused_adam_rounds_within_adams_float32_amplification(monkeypatch, model
 def test_local_optimizer_is_torch_optims_step_bit_for_bit(monkeypatch, optimizer):
     """LocalOptimizer calls torch.optim's functional steps with torch.optim.SGD(foreach) /
     Adam(fused)'s arguments and state: the same updates and losses exactly, in float32."""
-    local = {**SETUP_DEFAULTS["local"], "optimizer": optimizer, "lr": 0.01, "momentum": 0.9,
-             "weight_decay": 1e-4, "batch_size": 8, "iterations": 6}
-    build, side = SMALL
-    torch.manual_seed(0)
-    layout = Layout.of(build())
-    base = layout.flatten(build()).clone()
-    g = torch.Generator().manual_seed(1)
-    x = torch.randint(0, 256, (40, 1, side, side), dtype=torch.uint8, generator=g)
-    y = torch.randint(0, 5, (40,), generator=g)
-    ours, our_loss = training.LocalTrainer(build, layout, local, torch.device("cpu")).train(base, x, y, 3)
+    base, train = _one_job(optimizer)
+    ours, our_loss = train()
 
     def torch_optim(params, local):
         if local["optimizer"] == "sgd":
@@ -90,7 +89,7 @@ def test_local_optimizer_is_torch_optims_step_bit_for_bit(monkeypatch, optimizer
                                    weight_decay=local["weight_decay"], foreach=True)
         return torch.optim.Adam(params, lr=local["lr"], weight_decay=local["weight_decay"], fused=True)
     monkeypatch.setattr(training, "make_optimizer", torch_optim)
-    theirs, their_loss = training.LocalTrainer(build, layout, local, torch.device("cpu")).train(base, x, y, 3)
+    theirs, their_loss = train()
     assert not torch.equal(ours, base)
     assert torch.equal(ours, theirs) and our_loss == their_loss
 
