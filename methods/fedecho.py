@@ -153,6 +153,10 @@ class FedEcho(BufferedMethod):
         src = self.synthesis_source
         return None if src is None else src.client_regularizer(payload)
 
+    def client_statistics(self, payload):
+        src = self.synthesis_source
+        return None if src is None else src.client_statistics(payload)
+
     def _build_synthetic_proxy(self) -> None:
         src, size = self.synthesis_source, self.hp.proxy_size or 512
         t0 = time.perf_counter()

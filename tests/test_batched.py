@@ -154,8 +154,8 @@ def _check_batched_run(tmp_path, monkeypatch):
     reference = LocalTrainer(lambda: SmallCNN(1, 8, 10), layout, local, CPU)
     train_many, jobs = BatchedTrainer.train_many, []
 
-    def checked(self, bases, x, y, clients, seeds):   # each group's jobs redone one by one
-        out = train_many(self, bases, x, y, clients, seeds)
+    def checked(self, bases, x, y, clients, seeds, records=None):   # each group's jobs redone one by one
+        out = train_many(self, bases, x, y, clients, seeds, records)
         for i, (b, c, s, (p, _)) in enumerate(zip(bases, clients, seeds, out)):
             p_seq, _ = reference.train(b, x[c], y[c], s)
             error = float((p - p_seq).norm() / (p_seq - b).norm())
@@ -260,3 +260,37 @@ def test_the_batching_rule_counts_flops_as_the_flop_counter_without_tracing():
     text = TextClassifier(torch.randn(50, 16), 4, 0, 12, heads=2).eval()
     ids = torch.randint(1, 50, (1, 12))
     assert forward_flops(text, ids) == _flop_counter(text, ids) > 0
+
+
+@pytest.mark.parametrize("name", ["digits_cnn", "mlp", "image_cnn"])
+@pytest.mark.parametrize("precision,bound", [(torch.float64, 1e-10), (torch.float32, 1e-4)], ids=["f64", "f32"])
+def test_batched_step_records_the_feature_statistics_the_sequential_recorder_does(name, precision, bound):
+    """Jobs whose clients record feature statistics (FedRevive's trackers): the batched step
+    folds each job's per-layer statistics over its real samples only (short last batches are
+    padded) into the same running averages as the sequential regulariser, step for step."""
+    from asyncfl_bench.methods.distill.feature_stats import record_running_stats
+    build, shape, dtype = MODELS[name]
+    torch.manual_seed(0)
+    layout = Layout.of(build())
+    base = layout.flatten(build()).clone().to(precision)
+    bases = [base, base + 0.01 * torch.randn_like(base), base]
+    x, y, clients = _data(shape, dtype)
+    x = (x.to(precision) / 255 if dtype == torch.uint8 else x.to(precision))
+    build = _at(build, precision)
+    seeds, momentum = [11, 22, 33], 0.3
+    seq = LocalTrainer(build, layout, SGD, CPU)
+    expected = []
+    for b, c, s in zip(bases, clients, seeds):
+        record = {"stats": [], "steps": 0}
+        seq.train(b, x[c], y[c], s, lambda model, xb, yb, logits, r=record: (
+            record_running_stats(r, model, momentum, x=xb), logits.new_zeros(()))[1])
+        expected.append(record)
+    records = [{"stats": [], "steps": 0}, None, {"stats": ["stale"], "steps": 9}]   # a retrained job starts afresh
+    BatchedTrainer(build, layout, SGD, CPU).train_many(bases, x, y, clients, seeds,
+                                                      [(records[0], momentum), None, (records[2], momentum)])
+    assert records[1] is None
+    for want, got in zip([expected[0], expected[2]], [records[0], records[2]]):
+        assert got["steps"] == want["steps"] > 1 and len(got["stats"]) == len(want["stats"]) >= 1
+        for (m, v), (wm, wv) in zip(got["stats"], want["stats"]):
+            assert m.dtype == precision
+            assert float((m - wm).norm() / wm.norm()) <= bound and float((v - wv).norm() / wv.norm()) <= bound

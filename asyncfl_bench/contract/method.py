@@ -129,6 +129,15 @@ class Method:
         """An extra loss term ``f(model, x, y, logits)`` for local training."""
         return None
 
+    def client_statistics(self, payload: Any) -> float | None:
+        """The momentum with which this job's client records its layers' feature
+        statistics into ``payload`` (a dict: ``payload["stats"]``, ``payload["steps"]``,
+        as ``asyncfl_bench.training.feature_stats.fold_running_stats`` folds them), when
+        that is all its ``client_regularizer`` does (it adds 0 to the loss); None
+        otherwise. Such jobs can train batched: the batched step records the same
+        statistics (within float tolerance) instead of the regulariser."""
+        return None
+
     def receive(self, update: ClientUpdate) -> None:
         """React to an arriving update: buffer, compensate, distil, ``step``."""
         raise NotImplementedError

@@ -149,18 +149,21 @@ class Simulator:
         version, payload = self.jobs[job]
         regularizer = self.method.client_regularizer(payload)
         group = [job]
-        if self.batched is not None and regularizer is None:
+        if self.batched is not None and self._batchable(payload):
             for j in sorted(self.jobs):   # soonest arrivals first
                 if len(group) == self.batched.group:
                     break
-                if j != job and j not in self.pending and self.method.client_regularizer(self.jobs[j][1]) is None:
+                if j != job and j not in self.pending and self._batchable(self.jobs[j][1]):
                     group.append(j)
         if len(group) > 1:
             clients = [int(s.client[j]) for j in group]
+            payloads = [self.jobs[j][1] for j in group]
             results = self.batched.train_many(
                 [self.live[self.jobs[j][0]][0] for j in group], d.x_train, d.y_train,
                 [d.clients[c] for c in clients],
-                [job_seed(self.seed, c, int(s.job_index[j])) for c, j in zip(clients, group)])
+                [job_seed(self.seed, c, int(s.job_index[j])) for c, j in zip(clients, group)],
+                records=[(p, m) if (m := self.method.client_statistics(p)) is not None else None
+                         for p in payloads])
             self.pending.update(zip(group[1:], results[1:]))
             stats["groups"] += 1
             stats["batched_jobs"] += len(group)
@@ -172,6 +175,12 @@ class Simulator:
         idx = d.clients[client]
         return self.trainer.train(self.live[version][0], d.x_train[idx], d.y_train[idx],
                                   job_seed(self.seed, client, int(s.job_index[job])), regularizer)
+
+    def _batchable(self, payload) -> bool:
+        """No client regulariser, or one that only records feature statistics (which the
+        batched step records itself)."""
+        return (self.method.client_statistics(payload) is not None
+                or self.method.client_regularizer(payload) is None)
 
     def _evaluate(self, arrivals: int, now: float) -> dict:
         t0 = time.perf_counter()

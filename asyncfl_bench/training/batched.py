@@ -28,6 +28,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from asyncfl_bench.errors import UserError
+from asyncfl_bench.training.feature_stats import batch_stats, fold_running_stats, tracked_layers
 from asyncfl_bench.training.flat import Layout
 from asyncfl_bench.training.local import ADAM_BETAS, ADAM_EPS, adam_step, batch_order, num_steps
 
@@ -112,18 +113,43 @@ class BatchedTrainer:
             # the mean over the job's real samples, as LocalTrainer's mean-reduced loss
             return torch.where(mask, ce, 0.0).sum() / mask.sum()
 
-        losses = vmap(loss_fn)
+        # feature statistics of the tracked layers, per job over its real samples, for the
+        # jobs that record them (``train_many``'s ``records``): collected by forward hooks
+        # while ``_captured`` is a list, and returned out of the vmapped function
+        self._captured: list | None = None
+        self._mask = None
 
-        def grads_and_losses(params: dict, xb, yb, mask):
-            """Every job's gradient and loss: one vmapped forward gives the per-job losses,
-            and autograd differentiates their sum (job j's loss depends only on row j of the
-            stacked parameters, so row j of the gradient is job j's). ``vmap(grad(loss))``
-            gives the same numbers up to float summation order, but torch.func's grad
-            imports torch._dynamo on first use, 0.6 s of a run's start-up."""
+        def capture(module, args, output):
+            if self._captured is not None:
+                self._captured.append(batch_stats(output, self._mask))
+        for layer in tracked_layers(model):
+            layer.register_forward_hook(capture)
+
+        def loss_and_stats(params: dict, xb, yb, mask):
+            self._captured, self._mask = [], mask
+            try:
+                loss = loss_fn(params, xb, yb, mask)
+                return loss, tuple(t for pair in self._captured for t in pair)
+            finally:
+                self._captured = self._mask = None
+
+        losses, losses_and_stats = vmap(loss_fn), vmap(loss_and_stats)
+
+        def grads_and_losses(params: dict, xb, yb, mask, record: bool = False):
+            """Every job's gradient and loss (and, with ``record``, its layers' statistics
+            [(mean, var), ...] as (jobs, channels) rows): one vmapped forward gives the
+            per-job losses, and autograd differentiates their sum (job j's loss depends
+            only on row j of the stacked parameters, so row j of the gradient is job j's).
+            ``vmap(grad(loss))`` gives the same numbers up to float summation order, but
+            torch.func's grad imports torch._dynamo on first use, 0.6 s of a run's start-up."""
             leaves = {n: t.detach().requires_grad_() for n, t in params.items()}
-            per_job = losses(leaves, xb, yb, mask)
+            if record:
+                per_job, flat_stats = losses_and_stats(leaves, xb, yb, mask)
+                stats = [(m.detach(), v.detach()) for m, v in zip(flat_stats[::2], flat_stats[1::2])]
+            else:
+                per_job, stats = losses(leaves, xb, yb, mask), None
             grads = torch.autograd.grad(per_job.sum(), list(leaves.values()))
-            return dict(zip(leaves, grads)), per_job.detach()
+            return dict(zip(leaves, grads)), per_job.detach(), stats
 
         self._grad = grads_and_losses
 
@@ -155,9 +181,18 @@ class BatchedTrainer:
         return xb
 
     def train_many(self, bases: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor,
-                   clients: list[torch.Tensor], seeds: list[int]) -> list[tuple[torch.Tensor, float]]:
-        """Train job j from ``bases[j]`` on ``x[clients[j]]``; results in input order."""
+                   clients: list[torch.Tensor], seeds: list[int],
+                   records: list | None = None) -> list[tuple[torch.Tensor, float]]:
+        """Train job j from ``bases[j]`` on ``x[clients[j]]``; results in input order.
+        ``records[j]``: None, or (payload, momentum) for a job whose client records its
+        layers' feature statistics into ``payload`` at every step, as
+        ``Method.client_statistics`` declares (the sequential path's recorder, in the
+        vectorised step)."""
         local, k_all = self.local, len(bases)
+        records = records or [None] * k_all
+        for rec in records:
+            if rec is not None:   # a job's recording starts with its training (a retrained job: afresh)
+                rec[0]["stats"], rec[0]["steps"] = [], 0
         steps = [num_steps(len(c), local) for c in clients]
         order = sorted(range(k_all), key=lambda j: -steps[j])   # longest first: active jobs are a prefix
         steps_sorted = [steps[j] for j in order]
@@ -173,7 +208,12 @@ class BatchedTrainer:
             rows = rows.clamp_min(0)
             p = flat[:k]
             params = {n: t.view(k, *s) for n, t, s in zip(names, p.split(numels, dim=1), shapes)}
-            grads, loss = self._grad(params, self._inputs(x, rows, step, sizes, gens[:k]), y[rows], mask)
+            recording = [records[j] for j in order[:k]]
+            grads, loss, stats = self._grad(params, self._inputs(x, rows, step, sizes, gens[:k]), y[rows], mask,
+                                            record=any(r is not None for r in recording))
+            for pos, rec in enumerate(recording):
+                if rec is not None:
+                    fold_running_stats(rec[0], [(m[pos], v[pos]) for m, v in stats], rec[1])
             g = torch.cat([grads[n].reshape(k, -1) for n in names], dim=1)
             self._update(p, g, [t[:k] for t in opt_state], step)
             losses[:k] += loss.detach()

@@ -1,16 +1,9 @@
-"""Per-layer feature statistics of a classifier, through forward hooks.
+"""Differentiable per-layer feature statistics (the synthesiser's L_BN) and the
+client-side recorder as a regulariser (sequential local training).
 
-FedRevive replaces BatchNorm by "stat trackers": each client records the
-per-channel mean and variance of its layers' outputs while it trains, and the
-server later asks synthetic inputs to reproduce them (L_BN). Here the trackers
-are forward hooks, so any model works unchanged.
-
-Tracked layers (``tracked_layers``): every convolution; else every transformer
-encoder layer (text); else the linear layers except the last (the classifier).
-Statistics are per channel: over every dimension but dim 1, as BatchNorm does; for
-an encoder layer's (batch, token, width) output over the tokens that are not padding
-(the layer's ``src_key_padding_mask``), as the reference's text trackers average
-over active tokens.
+Which layers are tracked, their statistics and the running average are shared with
+local training: ``asyncfl_bench.training.feature_stats`` (the batched path records
+inside its vectorised step).
 """
 from __future__ import annotations
 
@@ -19,43 +12,9 @@ import weakref
 import torch
 from torch import nn
 
-CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
-SEQUENCE = (nn.TransformerEncoderLayer,)
+from asyncfl_bench.training.feature_stats import CONV, batch_stats, fold_running_stats, layer_stats, tracked_layers
 
-
-def tracked_layers(model: nn.Module, kinds: tuple[type, ...] = CONV) -> list[nn.Module]:
-    layers = [m for m in model.modules() if isinstance(m, kinds)]
-    if not layers:  # a transformer: its encoder layers
-        layers = [m for m in model.modules() if isinstance(m, SEQUENCE)]
-    if not layers:  # an MLP: its hidden linear layers
-        linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-        layers = linears[:-1]
-    return layers
-
-
-def batch_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and (biased) variance of a batch of activations.
-
-    The variance is mean((x − mean)²), two plain passes: the same value as
-    ``x.var(unbiased=False)`` up to float rounding (a test holds them equal in float64),
-    with forward and backward 2.3× faster on CPU than torch's variance kernel (32×32×8×8
-    activations, one thread), which made 7 % of a digits ci FedRevive run."""
-    dims = [d for d in range(x.dim()) if d != 1]
-    mean = x.mean(dim=dims)
-    shape = [1] * x.dim()
-    shape[1] = -1
-    return mean, (x - mean.view(shape)).square().mean(dim=dims)
-
-
-def layer_stats(module: nn.Module, kwargs: dict, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """A tracked layer's statistics; an encoder layer's over its non-padding tokens."""
-    if isinstance(module, SEQUENCE):
-        pad = kwargs.get("src_key_padding_mask")
-        if pad is None:
-            return batch_stats(output.reshape(-1, output.shape[-1]))
-        pad = pad if pad.dtype == torch.bool else pad != 0     # a float mask holds −inf at padding
-        return batch_stats(output[~pad])
-    return batch_stats(output)
+__all__ = ["BatchStats", "batch_stats", "record_running_stats", "stats_matching_loss", "tracked_layers"]
 
 
 class BatchStats:
@@ -130,12 +89,7 @@ def record_running_stats(record: dict, model: nn.Module, momentum: float = 0.1,
         _repeat_forward(model, x)
     if any(s is None for s in last.stats):
         return
-    if not record.get("stats"):
-        record["stats"] = [(m.clone(), v.clone()) for m, v in last.stats]
-    else:
-        record["stats"] = [(rm.lerp(m, momentum), rv.lerp(v, momentum))
-                           for (rm, rv), (m, v) in zip(record["stats"], last.stats)]
-    record["steps"] = record.get("steps", 0) + 1
+    fold_running_stats(record, last.stats, momentum)
 
 
 @torch.no_grad()

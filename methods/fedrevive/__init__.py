@@ -277,6 +277,9 @@ class FedRevive(AFLDW):
     def payload(self, client: int) -> dict | None:
         return {"stats": [], "steps": 0} if self.hp.distillation else None
 
+    def client_statistics(self, payload):
+        return self.hp.stats_momentum if self.hp.distillation else None
+
     def client_regularizer(self, payload):
         if not self.hp.distillation:   # no teachers: clients train as AFL-DW's do
             return None
