@@ -28,7 +28,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.training.feature_stats import batch_stats, fold_running_stats, tracked_layers
+from asyncfl_bench.training.feature_stats import fold_running_stats, stacked_batch_stats, tracked_layers
 from asyncfl_bench.training.flat import Layout
 from asyncfl_bench.training.local import ADAM_BETAS, ADAM_EPS, adam_step, batch_order, num_steps
 
@@ -113,27 +113,26 @@ class BatchedTrainer:
             # the mean over the job's real samples, as LocalTrainer's mean-reduced loss
             return torch.where(mask, ce, 0.0).sum() / mask.sum()
 
-        # feature statistics of the tracked layers, per job over its real samples, for the
-        # jobs that record them (``train_many``'s ``records``): collected by forward hooks
-        # while ``_captured`` is a list, and returned out of the vmapped function
+        # feature statistics of the tracked layers, for the jobs that record them
+        # (``train_many``'s ``records``): forward hooks collect the layers' outputs while
+        # ``_captured`` is a list, the vmapped function returns them stacked, and their
+        # statistics are taken on the stack (stacked_batch_stats)
         self._captured: list | None = None
-        self._mask = None
 
         def capture(module, args, output):
             if self._captured is not None:
-                self._captured.append(batch_stats(output, self._mask))
+                self._captured.append(output.detach())
         for layer in tracked_layers(model):
             layer.register_forward_hook(capture)
 
-        def loss_and_stats(params: dict, xb, yb, mask):
-            self._captured, self._mask = [], mask
+        def loss_and_outputs(params: dict, xb, yb, mask):
+            self._captured = []
             try:
-                loss = loss_fn(params, xb, yb, mask)
-                return loss, tuple(t for pair in self._captured for t in pair)
+                return loss_fn(params, xb, yb, mask), tuple(self._captured)
             finally:
-                self._captured = self._mask = None
+                self._captured = None
 
-        losses, losses_and_stats = vmap(loss_fn), vmap(loss_and_stats)
+        losses, losses_and_outputs = vmap(loss_fn), vmap(loss_and_outputs)
 
         def grads_and_losses(params: dict, xb, yb, mask, record: bool = False):
             """Every job's gradient and loss (and, with ``record``, its layers' statistics
@@ -144,8 +143,10 @@ class BatchedTrainer:
             torch.func's grad imports torch._dynamo on first use, 0.6 s of a run's start-up."""
             leaves = {n: t.detach().requires_grad_() for n, t in params.items()}
             if record:
-                per_job, flat_stats = losses_and_stats(leaves, xb, yb, mask)
-                stats = [(m.detach(), v.detach()) for m, v in zip(flat_stats[::2], flat_stats[1::2])]
+                per_job, outputs = losses_and_outputs(leaves, xb, yb, mask)
+                real = None if bool(mask.all()) else mask   # masked only in a step with a short batch
+                with torch.no_grad():
+                    stats = [stacked_batch_stats(out, real) for out in outputs]
             else:
                 per_job, stats = losses(leaves, xb, yb, mask), None
             grads = torch.autograd.grad(per_job.sum(), list(leaves.values()))

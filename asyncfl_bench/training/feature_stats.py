@@ -34,23 +34,32 @@ def tracked_layers(model: nn.Module, kinds: tuple[type, ...] = CONV) -> list[nn.
     return layers
 
 
-def batch_stats(x: torch.Tensor, weight: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def batch_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and (biased) variance of a batch of activations.
 
     The variance is mean((x − mean)²), two plain passes: the same value as
     ``x.var(unbiased=False)`` up to float rounding (a test holds them equal in float64),
     with forward and backward 2.3× faster on CPU than torch's variance kernel (32×32×8×8
-    activations, one thread), which made 7 % of a digits ci FedRevive run.
-    ``weight``: a 0/1 value per sample, the statistics of the samples weighted 1 only
-    (a padded batch's real samples)."""
+    activations, one thread), which made 7 % of a digits ci FedRevive run."""
     dims = [d for d in range(x.dim()) if d != 1]
     shape = [1] * x.dim()
     shape[1] = -1
-    if weight is None:
+    mean = x.mean(dim=dims)
+    return mean, (x - mean.view(shape)).square().mean(dim=dims)
+
+
+def stacked_batch_stats(x: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``batch_stats`` of each job's batch in a stack x of shape (jobs, samples, channels,
+    ...): (jobs, channels) means and variances. ``mask`` (jobs, samples): the statistics of
+    each job's real samples only (a padded short batch); None: all samples are real.
+    Computed on the stack directly: inside vmap the same reductions run 2× slower."""
+    dims = [1] + list(range(3, x.dim()))
+    shape = list(x.shape[:1]) + [1, -1] + [1] * (x.dim() - 3)
+    if mask is None:
         mean = x.mean(dim=dims)
         return mean, (x - mean.view(shape)).square().mean(dim=dims)
-    w = weight.to(x.dtype).view([-1] + [1] * (x.dim() - 1))
-    count = w.sum() * (x[:1, :1].numel())          # samples × positions per channel
+    w = mask.to(x.dtype).view(list(mask.shape) + [1] * (x.dim() - 2))
+    count = w.sum(dim=1).view(-1, 1) * x[0, 0, 0].numel()      # real samples × positions
     mean = (x * w).sum(dim=dims) / count
     return mean, ((x - mean.view(shape)).square() * w).sum(dim=dims) / count
 
