@@ -26,11 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
+from torch.optim.adam import adam as adam_step   # torch.optim.Adam's functional form
 
 from asyncfl_bench.errors import UserError
 from asyncfl_bench.training.feature_stats import fold_running_stats, stacked_batch_stats, tracked_layers
 from asyncfl_bench.training.flat import Layout
-from asyncfl_bench.training.local import ADAM_BETAS, ADAM_EPS, adam_step, batch_order, num_steps
+from asyncfl_bench.training.local import ADAM_BETAS, ADAM_EPS, batch_order, num_steps
 
 # Batched vs sequential in float32, per job and local optimiser: relative error of the
 # update Δ = params − base, ‖Δ_batched − Δ_sequential‖₂ ≤ update·‖Δ_sequential‖₂, and of
