@@ -13,7 +13,6 @@ training, server and evaluation comes from the same run's summary.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import torch
 from asyncfl_bench.config.registry import get_method
 from asyncfl_bench.config.settings import resolve
 from asyncfl_bench.simulation.run import RunOptions, execute
-from method_runs import add_arguments, method_configs, write_table   # beside this script
+from method_runs import add_arguments, code_commit, method_configs, write_table   # beside this script
 
 
 def main() -> None:
@@ -55,12 +54,10 @@ def main() -> None:
                 best[n] = {"total_s": sec["total"], "train_s": sec["train"], "server_s": sec["server"],
                            "eval_s": sec["eval"], "final_accuracy": summary["final_accuracy"],
                            "training_path": summary["training_path"]}
-    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                         cwd=Path(__file__).parent)
+    commit = code_commit()
     table = pd.DataFrame([{"task": args.task, "preset": args.preset, "method": n, **b,
                            "ratio_to_fedbuff": b["total_s"] / best["fedbuff"]["total_s"], "reps": args.reps,
-                           "commit": git.stdout.strip() if git.returncode == 0 else ""}   # which code was timed
-                          for n, b in best.items()])
+                           "commit": commit} for n, b in best.items()])
     write_table(table, args.out)
 
 

@@ -1,9 +1,11 @@
 """The runs the per-method speed benchmarks compare (``method_ratio.py``,
 ``server_flops.py``): a task preset's configs for the named methods at seed 0 on CPU,
-FedBuff always among them, as the ratios' denominator."""
+FedBuff always among them, as the ratios' denominator; and the commit a timing ran on
+(also ``vs_flsim.py``)."""
 from __future__ import annotations
 
 import argparse
+import subprocess
 from pathlib import Path
 
 from asyncfl_bench.config.registry import get_method, get_task, method_names
@@ -35,3 +37,10 @@ def write_table(table, out: Path | None) -> None:
         print(table.to_string(index=False))
     if out is not None:
         table.to_csv(out, mode="a", header=not out.exists(), index=False)
+
+
+def code_commit() -> str:
+    """The short hash of the checkout these scripts lie in ("" outside git): which code was timed."""
+    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                         cwd=Path(__file__).parent)
+    return git.stdout.strip() if git.returncode == 0 else ""

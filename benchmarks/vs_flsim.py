@@ -42,6 +42,7 @@ from asyncfl_bench.config.registry import get_method, get_task
 from asyncfl_bench.config.settings import resolve
 from asyncfl_bench.simulation.run import build_schedule, build_trace, prepare_data
 from asyncfl_bench.tasks.models import SmallCNN
+from method_runs import code_commit   # beside this script
 
 FLSIM_SIDE = Path(__file__).with_name("flsim_fedbuff.py")
 TICK = 2.0 ** -20   # schedule times on a dyadic grid: FLSim adds time deltas, exactly on it
@@ -118,12 +119,9 @@ def main() -> None:
         export_workload(args.seed, workload)
         rows = []
         for rep in range(args.reps):
-            sides = {}
-            for side in (("suite", "flsim") if rep % 2 == 0 else ("flsim", "suite")):
-                if side == "suite":
-                    sides["suite"] = run_suite(args.seed, tmp / "results")
-                else:
-                    sides["flsim"] = run_flsim(workload, tmp / "flsim.json")
+            run = {"suite": lambda: run_suite(args.seed, tmp / "results"),
+                   "flsim": lambda: run_flsim(workload, tmp / "flsim.json")}
+            sides = {side: run[side]() for side in (("suite", "flsim") if rep % 2 == 0 else ("flsim", "suite"))}
             (suite_s, summary, arrivals), (flsim_s, flsim) = sides["suite"], sides["flsim"]
             rows.append({"rep": rep, "first": "suite" if rep % 2 == 0 else "flsim", "suite_s": suite_s,
                          "flsim_s": flsim_s, "ratio": suite_s / flsim_s,
@@ -136,9 +134,7 @@ def main() -> None:
     table = pd.DataFrame(rows)
     table.insert(0, "seed", args.seed)
     table["torch"] = torch.__version__
-    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                         cwd=Path(__file__).parent)
-    table["commit"] = git.stdout.strip() if git.returncode == 0 else ""   # which code was timed
+    table["commit"] = code_commit()
     best = table["suite_s"].min() / table["flsim_s"].min()
     print(f"\nsuite ÷ FLSim, fastest of {args.reps} each: {best:.2f} "
           f"({table['suite_s'].min():.2f} s against {table['flsim_s'].min():.2f} s); "

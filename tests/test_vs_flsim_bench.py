@@ -2,6 +2,7 @@
 FLSim side needs FLSim installed and is not run here)."""
 import importlib.util
 import py_compile
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,9 +18,13 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 
 @pytest.fixture(scope="module")
 def vs_flsim():
-    spec = importlib.util.spec_from_file_location("vs_flsim_bench", BENCH / "vs_flsim.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(BENCH))   # its helper module lies beside it
+    try:
+        spec = importlib.util.spec_from_file_location("vs_flsim_bench", BENCH / "vs_flsim.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH))
     return module
 
 
