@@ -47,13 +47,15 @@ Step size, audited against the paper and the reference code:
 """
 from __future__ import annotations
 
+import copy
 import time
 
 import torch
 import torch.nn.functional as F
+from torch.func import functional_call
 
 from asyncfl_bench.errors import UserError
-from asyncfl_bench.contract.method import ClientUpdate
+from asyncfl_bench.contract.method import ClientUpdate, LossTerm
 from asyncfl_bench.methods.aggregation import BufferedMethod
 from asyncfl_bench.methods.distill.generator import FeatureGenerator, diversity_loss
 from asyncfl_bench.methods.distill.head import head_name, head_of, head_tensors
@@ -98,6 +100,8 @@ class FedGen(BufferedMethod):
             self.head = head_name(model, ctx.num_classes)
             latent = head_of(model, ctx.num_classes).in_features
             self.generator = FeatureGenerator(ctx.num_classes, latent, hp.gen_hidden, hp.gen_noise).to(ctx.device)
+        # the clients' scratch copy: each job runs it with its payload's weights (functional_call)
+        self.client_generator = copy.deepcopy(self.generator).eval().requires_grad_(False)
         self.gen_opt = torch.optim.Adam(self.generator.parameters(), lr=hp.gen_lr, weight_decay=hp.gen_weight_decay)
         self.rng = torch.Generator().manual_seed(int(ctx.seed) * 1_000_003 + 0x6E)
         self.label_counts: list[torch.Tensor] = []   # label counts of the buffered clients
@@ -120,34 +124,58 @@ class FedGen(BufferedMethod):
         return out
 
     def client_regularizer(self, payload):
+        term = self.client_loss_term(payload)
+        return None if term is None else term.as_regularizer()
+
+    def client_loss_term(self, payload) -> LossTerm | None:
+        """Eq. 6's regulariser as a ``LossTerm``: its draws (the generator's features for
+        the batch's labels y and for B_g labels ŷ, from the job's frozen generator and
+        its own random stream) are made per step; its loss reads them through the model's
+        head. Before the first generator round it only counts labels (α = β = 0)."""
         if payload is None:
             return None
         hp, ctx = self.hp, self.ctx
-        state = payload["generator"]
+        counts, state = payload["label_counts"], payload["generator"]
         if state is None:
-            def count_only(model, x, y, logits):
-                payload["label_counts"] += torch.bincount(y.cpu(), minlength=ctx.num_classes)
-                return logits.new_zeros(())
-            return count_only
-        gen = FeatureGenerator(ctx.num_classes, state["net.3.weight"].shape[0], hp.gen_hidden, hp.gen_noise)
-        gen.load_state_dict(state)
-        gen.to(ctx.device).eval().requires_grad_(False)
+            b_g, latent = hp.client_gen_batch, self.client_generator.net[-1].out_features
+
+            def count_only(y):
+                counts.add_(torch.bincount(y.cpu(), minlength=ctx.num_classes))
+                zero = torch.zeros((), device=y.device)
+                return {"z": zero.new_zeros(len(y), latent), "z_hat": zero.new_zeros(b_g, latent),
+                        "y_hat": y.new_zeros(b_g), "alpha": zero, "beta": zero}
+            return LossTerm(count_only, self.regulariser_loss, per_sample=("z",))
         rng = torch.Generator(device=ctx.device).manual_seed(payload["seed"])
         labels = payload["labels"].to(ctx.device)
-        alpha, beta = payload["alpha"], payload["beta"]
+        alpha = torch.tensor(float(payload["alpha"]), device=ctx.device)
+        beta = torch.tensor(float(payload["beta"]), device=ctx.device)
 
-        def regularise(model, x, y, logits):
-            payload["label_counts"] += torch.bincount(y.cpu(), minlength=ctx.num_classes)
-            head = head_of(model, ctx.num_classes)
-            with torch.no_grad():
-                target = F.softmax(head(gen(y, rng)[0]), dim=1)
-            latent_loss = beta * F.kl_div(F.log_softmax(logits, dim=1), target, reduction="batchmean")
+        def generate(y):   # G(ε, y): the payload's weights in the scratch generator
+            return functional_call(self.client_generator, state, (y, rng))[0]
+
+        @torch.no_grad()
+        def draw(y):
+            counts.add_(torch.bincount(y.cpu(), minlength=ctx.num_classes))
+            z = generate(y)
             y_hat = labels[torch.randint(len(labels), (hp.client_gen_batch,), generator=rng, device=ctx.device)]
-            with torch.no_grad():
-                z = gen(y_hat, rng)[0]
-            teacher_loss = alpha * F.cross_entropy(head(z), y_hat)
-            return (hp.client_gen_batch / len(y)) * teacher_loss + latent_loss
-        return regularise
+            return {"z": z, "z_hat": generate(y_hat), "y_hat": y_hat, "alpha": alpha, "beta": beta}
+        return LossTerm(draw, self.regulariser_loss, per_sample=("z",))
+
+    def regulariser_loss(self, params: dict, logits, y, mask, drawn) -> torch.Tensor:
+        """(B_g/B)·α_t·CE(head(G(ŷ)), ŷ) + β_t·KL(softmax(head(G(y))) ‖ f(x)) over the
+        batch's B real samples (Eq. 6). The KL's target is a constant (the reference
+        computes it without gradient); the teacher CE trains the head."""
+        weight, bias = params[f"{self.head}.weight"], params.get(f"{self.head}.bias")
+        n = mask.sum()
+        target = F.softmax(F.linear(drawn["z"].to(weight.dtype), weight.detach(),
+                                    None if bias is None else bias.detach()), dim=1)
+        # KL(target ‖ softmax(logits)) per sample, as F.kl_div computes it (which has no vmap rule)
+        kl = (torch.xlogy(target, target) - target * F.log_softmax(logits, dim=1)).sum(1)
+        latent_loss = drawn["beta"] * torch.where(mask, kl, 0.0).sum() / n
+        head_logits = F.linear(drawn["z_hat"].to(weight.dtype), weight, bias)
+        # −log softmax at the label: F.cross_entropy's value, without its decomposition under vmap
+        teacher = drawn["alpha"] * (-F.log_softmax(head_logits, dim=1).gather(1, drawn["y_hat"][:, None])).mean()
+        return (len(drawn["y_hat"]) / n) * teacher + latent_loss
 
     # -- server side ---------------------------------------------------------------
     def train_generator(self) -> list[float]:

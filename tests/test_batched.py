@@ -154,8 +154,8 @@ def _check_batched_run(tmp_path, monkeypatch):
     reference = LocalTrainer(lambda: SmallCNN(1, 8, 10), layout, local, CPU)
     train_many, jobs = BatchedTrainer.train_many, []
 
-    def checked(self, bases, x, y, clients, seeds, records=None):   # each group's jobs redone one by one
-        out = train_many(self, bases, x, y, clients, seeds, records)
+    def checked(self, bases, x, y, clients, seeds, records=None, terms=None):   # each group's jobs redone one by one
+        out = train_many(self, bases, x, y, clients, seeds, records, terms)
         for i, (b, c, s, (p, _)) in enumerate(zip(bases, clients, seeds, out)):
             p_seq, _ = reference.train(b, x[c], y[c], s)
             error = float((p - p_seq).norm() / (p_seq - b).norm())

@@ -1,17 +1,24 @@
 """FedGen: head convention, generator learning from heads, payload and regulariser."""
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from asyncfl_bench.errors import UserError
 from asyncfl_bench.simulation.run import RunOptions, execute
 from asyncfl_bench.contract.method import ClientUpdate
+from asyncfl_bench.methods.distill.generator import FeatureGenerator
 from asyncfl_bench.methods.distill.head import head_name
 from asyncfl_bench.methods.fedgen import FedGen
+from asyncfl_bench.training.batched import TOLERANCE, BatchedTrainer
 from asyncfl_bench.training.flat import Layout
+from asyncfl_bench.training.local import LocalTrainer
+from asyncfl_bench.training.path import BatchClients
 from asyncfl_bench.tasks.models import MLP, SmallCNN
 
 from conftest import tiny_config, make_context
+
+CPU = torch.device("cpu")
 
 
 def make(**hp):
@@ -100,3 +107,84 @@ def test_tiny_run_is_deterministic(tmp_path, digits):
     a, _ = execute(cfg, digits, data, RunOptions(tmp_path / "a"))
     b, _ = execute(cfg, digits, data, RunOptions(tmp_path / "b"))
     assert a["final_accuracy"] == b["final_accuracy"] and a["generator_rounds"] > 0
+
+
+def _eq6(m, payload, model, y, logits):
+    """Eq. 6's regulariser written out with torch's own losses and a FeatureGenerator
+    module: the straightforward form the vectorisable LossTerm must equal."""
+    hp = m.hp
+    gen = FeatureGenerator(4, 8, hp.gen_hidden, hp.gen_noise)
+    gen.load_state_dict(payload["generator"])
+    gen.eval()
+    rng = torch.Generator().manual_seed(payload["seed"])
+    head = model.head[2]
+    with torch.no_grad():
+        target = F.softmax(head(gen(y, rng)[0]), dim=1)
+    latent = payload["beta"] * F.kl_div(F.log_softmax(logits, dim=1), target, reduction="batchmean")
+    y_hat = payload["labels"][torch.randint(len(payload["labels"]), (hp.client_gen_batch,), generator=rng)]
+    with torch.no_grad():
+        z = gen(y_hat, rng)[0]
+    teacher = payload["alpha"] * F.cross_entropy(head(z), y_hat)
+    return (hp.client_gen_batch / len(y)) * teacher + latent
+
+
+def test_regulariser_term_is_eq6_as_torch_losses_compute_it():
+    m, model = make(buffer_size=1, gen_steps=3, server_lr=0.0)
+    arrive(m, model, 0, [0, 1, 2, 3, 3])
+    payload = m.payload(1)
+    x, y = torch.rand(7, 1, 8, 8), torch.tensor([0, 1, 1, 2, 3, 3, 0])
+    logits = model(x)
+    got = m.client_regularizer(payload)(model, x, y, logits)
+    want = _eq6(m, payload, model, y, logits)
+    assert got.item() == pytest.approx(want.item(), rel=1e-6) and want.item() > 0
+    (g_got,) = torch.autograd.grad(got, model.head[2].weight, retain_graph=True)
+    (g_want,) = torch.autograd.grad(want, model.head[2].weight)
+    torch.testing.assert_close(g_got, g_want, rtol=1e-5, atol=1e-7)
+
+
+LOCAL = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.5, "weight_decay": 1e-3, "batch_size": 8, "epochs": 2,
+         "iterations": 0}
+
+
+@pytest.mark.parametrize("precision,bound", [(torch.float64, 1e-10), (torch.float32, TOLERANCE["sgd"]["update"])],
+                         ids=["f64", "f32"])
+def test_batched_jobs_add_the_regulariser_as_sequential_training_does(precision, bound):
+    """FedGen's clients train batched: the vmapped step adds each job's regulariser from
+    its own generator and random stream (a job dispatched before the first generator
+    round only counts labels), with the sequential path's updates, losses and counts."""
+    m, model = make(buffer_size=1, gen_steps=3, server_lr=0.0)
+    early = m.payload(2)                  # before the first round: counts only
+    arrive(m, model, 0, [0, 1, 2, 3, 3])
+    payloads = [m.payload(1), early, m.payload(3)]
+    layout = m.ctx.layout
+    build = lambda: SmallCNN(1, 8, 4, width=4, hidden=8).to(precision)
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.rand(32, 1, 8, 8, generator=g).to(precision), torch.randint(0, 4, (32,), generator=g)
+    clients = [torch.arange(0, 19), torch.arange(19, 24), torch.arange(24, 32)]   # short batches, unequal steps
+    base = layout.flatten(model).clone().to(precision)
+    bases = [base, base + 0.01 * torch.randn(base.shape, generator=g).to(precision), base]
+    seeds = [11, 22, 33]
+    copies = [{**p, "label_counts": p["label_counts"].clone()} for p in payloads]
+    seq = LocalTrainer(build, layout, LOCAL, CPU)
+    expected = [seq.train(b, x[c], y[c], s, m.client_regularizer(p))
+                for b, c, s, p in zip(bases, clients, seeds, copies)]
+    got = BatchedTrainer(build, layout, LOCAL, CPU).train_many(
+        bases, x, y, clients, seeds, terms=[m.client_loss_term(p) for p in payloads])
+    for (p_seq, l_seq), (p_bat, l_bat), b in zip(expected, got, bases):
+        assert float((p_bat - p_seq).norm() / (p_seq - b).norm()) <= bound
+        assert l_bat == pytest.approx(l_seq, rel=1e-6 if precision == torch.float64 else 1e-5)
+    for want, have, c in zip(copies, payloads, clients):
+        assert torch.equal(have["label_counts"], want["label_counts"])
+        assert have["label_counts"].sum() == 2 * len(c)      # two epochs of labels counted
+    # the regulariser changed the updates: without it the same jobs end elsewhere
+    plain = BatchedTrainer(build, layout, LOCAL, CPU).train_many(bases, x, y, clients, seeds)
+    assert float((plain[0][0] - got[0][0]).norm()) > 1e-3 * float((got[0][0] - bases[0]).norm())
+
+
+def test_a_batched_run_trains_fedgen_clients_in_groups(tmp_path, digits):
+    cfg = tiny_config("fedgen", seed=2, fedgen__gen_steps=5)
+    data = digits.load(cfg["setup"], cfg["seed"])
+    summary, _ = execute(cfg, digits, data, RunOptions(tmp_path / "a", batch_clients=BatchClients.parse("4")))
+    t = summary["training"]
+    assert summary["training_path"] == "batched(N=4)" and summary["generator_rounds"] > 0
+    assert t["batched_jobs"] > t["sequential_jobs"] and t["regularized_jobs"] == 0

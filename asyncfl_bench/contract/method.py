@@ -92,6 +92,36 @@ class ServerContext:
 Regularizer = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+@dataclass(frozen=True)
+class LossTerm:
+    """A local loss term written so that the batched step can vectorise it (FedGen's
+    generator regulariser), in two parts:
+
+    - ``draw(y)``: once per step, with the labels of the job's real samples, outside any
+      vmap: the term's random draws and bookkeeping, returned as a dict of tensors;
+    - ``loss(params, logits, y, mask, drawn)``: the term's value for one job, a pure
+      function of its arguments (no in-place state, no Python branching on values), so
+      that ``torch.func.vmap`` can run it for many jobs at once. ``params``: the model's
+      parameters by name; ``mask``: which rows of the batch are real samples.
+
+    The batched step pads the ``per_sample`` tensors (first dimension: the batch's real
+    samples) with zero rows to the padded batch, so ``loss`` must read them through
+    ``mask``, and runs one ``loss`` for all jobs of a group: what differs per job
+    belongs in ``drawn``.
+    """
+
+    draw: Callable[[torch.Tensor], dict]
+    loss: Callable[[dict, torch.Tensor, torch.Tensor, torch.Tensor, dict], torch.Tensor]
+    per_sample: tuple[str, ...] = ()
+
+    def as_regularizer(self) -> Regularizer:
+        """The same term for sequential training: one job, every row real."""
+        def regularise(model, x, y, logits):
+            mask = torch.ones(len(y), dtype=torch.bool, device=y.device)
+            return self.loss(dict(model.named_parameters()), logits, y, mask, self.draw(y))
+        return regularise
+
+
 class Method:
     """Base class. Subclasses set ``name``, ``defaults`` (the paper's
     hyperparameters) and implement ``receive``.
@@ -136,6 +166,12 @@ class Method:
         that is all its ``client_regularizer`` does (it adds 0 to the loss); None
         otherwise. Such jobs can train batched: the batched step records the same
         statistics (within float tolerance) instead of the regulariser."""
+        return None
+
+    def client_loss_term(self, payload: Any) -> LossTerm | None:
+        """This job's client loss term in vectorisable form, when its ``client_regularizer``
+        is exactly ``client_loss_term(payload).as_regularizer()``; None otherwise. Such jobs
+        can train batched: the batched step adds the term inside its vmapped loss."""
         return None
 
     def receive(self, update: ClientUpdate) -> None:

@@ -149,11 +149,12 @@ class Simulator:
         version, payload = self.jobs[job]
         regularizer = self.method.client_regularizer(payload)
         group = [job]
-        if self.batched is not None and self._batchable(payload):
+        kind = self._batch_kind(payload)
+        if self.batched is not None and kind is not None:
             for j in sorted(self.jobs):   # soonest arrivals first
                 if len(group) == self.batched.group:
                     break
-                if j != job and j not in self.pending and self._batchable(self.jobs[j][1]):
+                if j != job and j not in self.pending and self._batch_kind(self.jobs[j][1]) == kind:
                     group.append(j)
         if len(group) > 1:
             clients = [int(s.client[j]) for j in group]
@@ -163,24 +164,31 @@ class Simulator:
                 [d.clients[c] for c in clients],
                 [job_seed(self.seed, c, int(s.job_index[j])) for c, j in zip(clients, group)],
                 records=[(p, m) if (m := self.method.client_statistics(p)) is not None else None
-                         for p in payloads])
+                         for p in payloads],
+                terms=[self.method.client_loss_term(p) for p in payloads] if kind == "term" else None)
             self.pending.update(zip(group[1:], results[1:]))
             stats["groups"] += 1
             stats["batched_jobs"] += len(group)
             return results[0]
         # a regularised job (its loss term needs a module) or a lone job: one by one
         stats["sequential_jobs"] += 1
-        stats["regularized_jobs"] += regularizer is not None
+        stats["regularized_jobs"] += regularizer is not None and kind is None   # could not batch
         client = int(s.client[job])
         idx = d.clients[client]
         return self.trainer.train(self.live[version][0], d.x_train[idx], d.y_train[idx],
                                   job_seed(self.seed, client, int(s.job_index[job])), regularizer)
 
-    def _batchable(self, payload) -> bool:
-        """No client regulariser, or one that only records feature statistics (which the
-        batched step records itself)."""
-        return (self.method.client_statistics(payload) is not None
-                or self.method.client_regularizer(payload) is None)
+    def _batch_kind(self, payload) -> str | None:
+        """How a job can join a batched group: "plain" (no client regulariser, or one that
+        only records feature statistics, which the batched step records itself), "term" (a
+        regulariser given as a LossTerm, added in the vmapped loss; such jobs batch only
+        with each other), or None (a regulariser that needs the module: sequential)."""
+        m = self.method
+        if m.client_statistics(payload) is not None:
+            return "plain"
+        if m.client_loss_term(payload) is not None:
+            return "term"
+        return "plain" if m.client_regularizer(payload) is None else None
 
     def _evaluate(self, arrivals: int, now: float) -> dict:
         t0 = time.perf_counter()

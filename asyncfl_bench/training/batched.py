@@ -106,13 +106,20 @@ class BatchedTrainer:
         self.model.train()
         model = self.model
 
-        def loss_fn(params: dict, xb, yb, mask):
+        # the loss term of the jobs being trained (``train_many``'s ``terms``): one
+        # ``LossTerm.loss`` for the whole group, its per-job inputs in ``drawn``
+        self._term_loss = None
+
+        def loss_fn(params: dict, xb, yb, mask, drawn):
             logits = functional_call(model, params, (xb,))
             # −log softmax at the label, as F.cross_entropy computes it; under vmap, cross_entropy
             # runs a Python decomposition of nll_loss (and imports sympy machinery on first use)
             ce = -F.log_softmax(logits, dim=1).gather(1, yb[:, None]).squeeze(1)
             # the mean over the job's real samples, as LocalTrainer's mean-reduced loss
-            return torch.where(mask, ce, 0.0).sum() / mask.sum()
+            loss = torch.where(mask, ce, 0.0).sum() / mask.sum()
+            if drawn is not None:   # + the regulariser, as LocalTrainer adds it
+                loss = loss + self._term_loss(params, logits, yb, mask, drawn)
+            return loss
 
         # feature statistics of the tracked layers, for the jobs that record them
         # (``train_many``'s ``records``): forward hooks collect the layers' outputs while
@@ -126,16 +133,18 @@ class BatchedTrainer:
         for layer in tracked_layers(model):
             layer.register_forward_hook(capture)
 
-        def loss_and_outputs(params: dict, xb, yb, mask):
+        def loss_and_outputs(params: dict, xb, yb, mask, drawn):
             self._captured = []
             try:
-                return loss_fn(params, xb, yb, mask), tuple(self._captured)
+                return loss_fn(params, xb, yb, mask, drawn), tuple(self._captured)
             finally:
                 self._captured = None
 
-        losses, losses_and_outputs = vmap(loss_fn), vmap(loss_and_outputs)
+        # the jobs' drawn loss-term inputs, when there are any, are mapped like their batches
+        vmapped = {(fn, drawn): vmap(fn, in_dims=(0, 0, 0, 0, 0 if drawn else None))
+                   for fn in (loss_fn, loss_and_outputs) for drawn in (False, True)}
 
-        def grads_and_losses(params: dict, xb, yb, mask, record: bool = False):
+        def grads_and_losses(params: dict, xb, yb, mask, drawn=None, record: bool = False):
             """Every job's gradient and loss (and, with ``record``, its layers' statistics
             [(mean, var), ...] as (jobs, channels) rows): one vmapped forward gives the
             per-job losses, and autograd differentiates their sum (job j's loss depends
@@ -144,12 +153,12 @@ class BatchedTrainer:
             torch.func's grad imports torch._dynamo on first use, 0.6 s of a run's start-up."""
             leaves = {n: t.detach().requires_grad_() for n, t in params.items()}
             if record:
-                per_job, outputs = losses_and_outputs(leaves, xb, yb, mask)
+                per_job, outputs = vmapped[loss_and_outputs, drawn is not None](leaves, xb, yb, mask, drawn)
                 real = None if bool(mask.all()) else mask   # masked only in a step with a short batch
                 with torch.no_grad():
                     stats = [stacked_batch_stats(out, real) for out in outputs]
             else:
-                per_job, stats = losses(leaves, xb, yb, mask), None
+                per_job, stats = vmapped[loss_fn, drawn is not None](leaves, xb, yb, mask, drawn), None
             grads = torch.autograd.grad(per_job.sum(), list(leaves.values()))
             return dict(zip(leaves, grads)), per_job.detach(), stats
 
@@ -184,14 +193,19 @@ class BatchedTrainer:
 
     def train_many(self, bases: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor,
                    clients: list[torch.Tensor], seeds: list[int],
-                   records: list | None = None) -> list[tuple[torch.Tensor, float]]:
+                   records: list | None = None, terms: list | None = None) -> list[tuple[torch.Tensor, float]]:
         """Train job j from ``bases[j]`` on ``x[clients[j]]``; results in input order.
         ``records[j]``: None, or (payload, momentum) for a job whose client records its
         layers' feature statistics into ``payload`` at every step, as
         ``Method.client_statistics`` declares (the sequential path's recorder, in the
-        vectorised step)."""
+        vectorised step). ``terms``: None, or every job's ``LossTerm`` (one ``loss`` for
+        all), added to its loss as LocalTrainer adds the term's regulariser."""
         local, k_all = self.local, len(bases)
         records = records or [None] * k_all
+        if terms is not None:
+            if any(t is None or t.loss != terms[0].loss for t in terms):
+                raise ValueError("a batched group needs one loss term shared by all its jobs")
+            self._term_loss = terms[0].loss
         for rec in records:
             if rec is not None:   # a job's recording starts with its training (a retrained job: afresh)
                 rec[0]["stats"], rec[0]["steps"] = [], 0
@@ -211,8 +225,11 @@ class BatchedTrainer:
             p = flat[:k]
             params = {n: t.view(k, *s) for n, t, s in zip(names, p.split(numels, dim=1), shapes)}
             recording = [records[j] for j in order[:k]]
+            drawn = None if terms is None else stack_drawn(
+                [terms[j].draw(y[rows[pos, :sizes[pos][step]]]) for pos, j in enumerate(order[:k])],
+                terms[0].per_sample, rows.shape[1])
             grads, loss, stats = self._grad(params, self._inputs(x, rows, step, sizes, gens[:k]), y[rows], mask,
-                                            record=any(r is not None for r in recording))
+                                            drawn, record=any(r is not None for r in recording))
             for pos, rec in enumerate(recording):
                 if rec is not None:
                     fold_running_stats(rec[0], [(m[pos], v[pos]) for m, v in stats], rec[1])
@@ -248,3 +265,15 @@ class BatchedTrainer:
                 buf.mul_(local["momentum"]).add_(g)
             g = buf
         p.add_(g, alpha=-local["lr"])
+
+
+def stack_drawn(drawn: list[dict], per_sample: tuple[str, ...], width: int) -> dict:
+    """The jobs' drawn tensors (``LossTerm.draw``) stacked per key; the ``per_sample`` ones
+    zero-padded to ``width`` rows first (the padded batch's rows, which the loss masks)."""
+    out = {}
+    for key in drawn[0]:
+        parts = [d[key] for d in drawn]
+        if key in per_sample:
+            parts = [torch.cat([t, t.new_zeros(width - len(t), *t.shape[1:])]) for t in parts]
+        out[key] = torch.stack(parts)
+    return out
