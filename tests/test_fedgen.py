@@ -1,4 +1,6 @@
 """FedGen: head convention, generator learning from heads, payload and regulariser."""
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -7,7 +9,7 @@ from torch import nn
 from asyncfl_bench.errors import UserError
 from asyncfl_bench.simulation.run import RunOptions, execute
 from asyncfl_bench.contract.method import ClientUpdate
-from asyncfl_bench.methods.distill.generator import FeatureGenerator
+from asyncfl_bench.methods.distill.generator import FeatureGenerator, diversity_loss
 from asyncfl_bench.methods.distill.head import head_name
 from asyncfl_bench.methods.fedgen import FedGen
 from asyncfl_bench.training.batched import TOLERANCE, BatchedTrainer
@@ -188,3 +190,57 @@ def test_a_batched_run_trains_fedgen_clients_in_groups(tmp_path, digits):
     t = summary["training"]
     assert summary["training_path"] == "batched(N=4)" and summary["generator_rounds"] > 0
     assert t["batched_jobs"] > t["sequential_jobs"] and t["regularized_jobs"] == 0
+
+
+@pytest.mark.parametrize("precision,bound", [(torch.float32, 1e-4), (torch.float64, 1e-7)], ids=["f32", "f64"])
+def test_generator_round_equals_its_straightforward_form(precision, bound):
+    """A generator round (all K heads in one batched product, CE as one gather, torch's
+    fused Adam) against Eq. 4-5 written out: a loop over the heads with F.cross_entropy,
+    and torch.optim.Adam. The same draws; only rounding differs, which Adam amplifies on
+    near-zero gradient entries (its step is ≈ lr·g/|g|). Measured over 25 steps: float32
+    ≤ 1.9e-5 of a tensor's norm, float64 ≤ 1.5e-8; the losses within 1e-5."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(precision)
+    try:
+        m, _ = make(buffer_size=3, gen_steps=25, gen_lr=1e-2, server_lr=0.0)
+        g = torch.Generator().manual_seed(4)
+        m.heads = [(torch.randn(4, 8, generator=g), torch.randn(4, generator=g)) for _ in range(3)]
+        m.label_counts = [torch.tensor([5, 0, 2, 1]), torch.tensor([0, 3, 0, 9]), torch.tensor([1, 1, 0, 4])]
+        ref = copy.deepcopy(m.generator).train()
+        opt = torch.optim.Adam(ref.parameters(), lr=1e-2, weight_decay=1e-2)
+        rng = torch.Generator()
+        rng.set_state(m.rng.get_state())
+        counts = torch.stack(m.label_counts).to(precision) + 1
+        qualified = (counts.max(0).values > 1).nonzero().flatten()
+        weights = counts / counts.sum(0, keepdim=True)
+        want = []
+        for _ in range(25):
+            y = qualified[torch.randint(len(qualified), (32,), generator=rng)]
+            z, eps = ref(y, rng)
+            teacher = sum((weights[k, y] * F.cross_entropy(F.linear(z, w, bias), y, reduction="none")).mean()
+                          for k, (w, bias) in enumerate(m.heads))
+            loss = teacher + diversity_loss(eps, z)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            want.append(loss.item())
+        got = m.train_generator()
+    finally:
+        torch.set_default_dtype(before)
+    assert got == pytest.approx(want, rel=1e-5) and want[-1] < want[0]      # it learnt
+    for (name, p), q in zip(m.generator.named_parameters(), ref.parameters()):
+        assert p.dtype == precision and float((p - q).detach().norm() / q.detach().norm()) <= bound, name
+    assert m.gen_opt.local["lr"] == pytest.approx(1e-2 * 0.98)               # ExponentialLR per round
+
+
+def test_generator_optimiser_state_survives_a_resume():
+    m, _ = make(buffer_size=1, gen_steps=3, server_lr=0.0)
+    m.heads, m.label_counts = [(torch.randn(4, 8), torch.zeros(4))], [torch.tensor([3, 3, 0, 2])]
+    m.train_generator()
+    saved = m.server_state()
+    other, _ = make(buffer_size=1, gen_steps=3, server_lr=0.0)
+    other.load_server_state(saved)
+    for a in (m, other):
+        a.heads, a.label_counts = [(torch.ones(4, 8), torch.zeros(4))], [torch.tensor([1, 3, 3, 2])]
+    assert m.train_generator() == other.train_generator()
+    assert all(torch.equal(p, q) for p, q in zip(m.generator.parameters(), other.generator.parameters()))

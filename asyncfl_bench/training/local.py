@@ -83,6 +83,14 @@ class LocalOptimizer:
         for p in self.params:
             p.grad = None
 
+    def state_dict(self) -> dict:
+        """The learning rate and each parameter's state, in parameter order (tensors only)."""
+        return {"lr": self.local["lr"], "state": [dict(self.state.get(id(p), {})) for p in self.params]}
+
+    def load_state_dict(self, saved: dict) -> None:
+        self.local["lr"] = saved["lr"]
+        self.state = {id(p): {k: v.clone() for k, v in s.items()} for p, s in zip(self.params, saved["state"]) if s}
+
     @torch.no_grad()
     def step(self) -> None:
         local = self.local
