@@ -220,6 +220,17 @@ def test_auto_rule_batches_tiny_models_on_cpu_and_all_jobs_on_gpu():
     assert choose_path(BatchClients("off"), small, Layout.of(small), local, CPU, 10, torch.zeros(1, 1, 8, 8)).group == 0
 
 
+def test_auto_rule_bound_depends_on_the_thread_count():
+    # 10.8 MFLOP per forward batch (the digits ci CNN at batch 16) batches at any thread
+    # count; 21.6 MFLOP (batch 32, about the femnist ci CNN's 22.9) only from 2 threads on
+    model, x = SmallCNN(1, 8, 10), torch.zeros(1, 1, 8, 8)
+    for batch_size, want in [(16, {1: 10, 2: 10, 4: 10}), (32, {1: 0, 2: 10, 4: 10})]:
+        for threads, group in want.items():
+            path = choose_path(BatchClients("auto"), model, Layout.of(model), dict(SGD, batch_size=batch_size),
+                               CPU, 10, x, threads=threads)
+            assert path.group == group and f"at {threads} thread" in path.reason, (threads, path.reason)
+
+
 def test_cli_rejects_a_bad_batch_clients_before_running(tmp_path):
     from typer.testing import CliRunner
 

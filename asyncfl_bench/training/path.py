@@ -25,8 +25,18 @@ class TrainingPath:
 
 # On CPU a stacked step pays for grouped convolutions (slow kernels) and wins only
 # where a sequential step is dominated by per-call overhead: tiny models. The bound
-# is forward FLOPs per mini-batch; see the Performance section of the README.
-CPU_BATCH_MAX_FLOPS = 50e6
+# is forward FLOPs per mini-batch, by torch's thread count, because a second thread
+# speeds the stacked step more than the sequential one (benchmarks/throughput.py,
+# batched ÷ sequential; see the Performance section of the README): at 1 thread the
+# digits ci CNN (10.8 MFLOP) gains 1.15-1.18x and the femnist ci CNN (22.9 MFLOP) loses
+# (0.81-0.83x); at 2 threads the cifar ci CNN (34 MFLOP) breaks even (0.96-1.02x).
+# Measured at 1 and 2 threads only; more threads keep the 2-thread bound.
+CPU_BATCH_MAX_FLOPS = {1: 15e6, 2: 50e6}
+
+
+def cpu_batch_max_flops(threads: int) -> float:
+    """The ``auto`` rule's bound at ``threads`` torch threads."""
+    return CPU_BATCH_MAX_FLOPS[min(max(int(threads), 1), max(CPU_BATCH_MAX_FLOPS))]
 
 
 # Modules whose forward computes matrix products outside any Conv/Linear child: the
@@ -95,10 +105,12 @@ class BatchClients:
 
 
 def choose_path(batch: BatchClients, model: nn.Module, layout: Layout, local: dict, device: torch.device,
-                concurrency: int, sample: torch.Tensor) -> TrainingPath:
+                concurrency: int, sample: torch.Tensor, threads: int | None = None) -> TrainingPath:
     """``auto`` is a fixed rule (so a run's numbers never depend on timing noise): batch
     all in-flight jobs on a GPU; on CPU only when a mini-batch's forward pass is below
-    ``CPU_BATCH_MAX_FLOPS``. ``off`` trains one by one; a size N batches up to N."""
+    the bound for the run's thread count (``threads``, default: torch's now; a run records
+    it, as it changes CPU float results anyway). ``off`` trains one by one; a size N
+    batches up to N."""
     if batch.mode == "off":
         return TrainingPath(0, "--batch-clients off")
     why_not = unsupported_reason(model, layout)
@@ -111,9 +123,10 @@ def choose_path(batch: BatchClients, model: nn.Module, layout: Layout, local: di
         return TrainingPath(0, "auto: one job in flight")
     if torch.device(device).type != "cpu":
         return TrainingPath(concurrency, "auto: GPU, all in-flight jobs")
-    flops = forward_flops(model, sample[:1]) * local["batch_size"]
-    if flops <= CPU_BATCH_MAX_FLOPS:
-        return TrainingPath(concurrency, f"auto: CPU, {flops / 1e6:.1f} MFLOP per forward batch "
-                                         f"<= {CPU_BATCH_MAX_FLOPS / 1e6:.0f}")
-    return TrainingPath(0, f"auto: CPU, {flops / 1e6:.1f} MFLOP per forward batch "
-                           f"> {CPU_BATCH_MAX_FLOPS / 1e6:.0f}")
+    threads = torch.get_num_threads() if threads is None else threads
+    flops, bound = forward_flops(model, sample[:1]) * local["batch_size"], cpu_batch_max_flops(threads)
+    at = f"auto: CPU, {flops / 1e6:.1f} MFLOP per forward batch"
+    limit = f"{bound / 1e6:.0f} at {threads} thread{'s' if threads > 1 else ''}"
+    if flops <= bound:
+        return TrainingPath(concurrency, f"{at} <= {limit}")
+    return TrainingPath(0, f"{at} > {limit}")
