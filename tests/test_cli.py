@@ -69,3 +69,14 @@ def test_piped_run_prints_one_whole_line_per_run_and_skipped_runs_keep_their_tim
     again = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "40"})
     skipped = next(x for x in again.stderr.splitlines() if x.startswith("digits/fedbuff seed 0:"))
     assert skipped.endswith("skipped (done)") and skipped.split(", ")[1] == line.split(", ")[1] != "t=0.0s"
+
+
+def test_the_cli_sets_the_cyclic_collector_before_its_imports():
+    """The entry point raises the collector's first threshold (start-up: fewer rescans of
+    torch's and pandas' import-time objects); a fresh interpreter shows it."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", "import gc, asyncfl_bench.cli; print(gc.get_threshold()[0])"],
+                         capture_output=True, text=True, check=True)
+    assert int(out.stdout) == 100_000
