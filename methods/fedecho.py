@@ -63,6 +63,7 @@ from asyncfl_bench.methods.aggregation import BufferedMethod, LatestPerClient
 from asyncfl_bench.methods.distill.synthesis import default_forward
 from asyncfl_bench.methods.fedrevive import FedRevive
 from asyncfl_bench.config.spec import parse_spec
+from asyncfl_bench.training.adam import Adam
 
 
 def uncertainty_alpha(probs: torch.Tensor, alpha_min: float, alpha_max: float) -> torch.Tensor:
@@ -184,14 +185,14 @@ class FedEcho(BufferedMethod):
         hp, layout, model = self.hp, self.ctx.layout, self.student
         layout.load(model, start)
         model.train()
-        opt = torch.optim.Adam(model.parameters(), lr=hp.distill_lr)
+        opt = Adam(model.parameters(), lr=hp.distill_lr)
         n = len(self.proxy_x)
         for _ in range(hp.distill_steps):
             idx = torch.randperm(n, generator=self.rng)[:hp.distill_batch]
             loss = echo_loss(self.forward(model, self.proxy_x[idx.to(self.proxy_x.device)]),
                              self.ensemble.mean(idx).to(self.ctx.device), hp.alpha_min, hp.alpha_max,
                              hp.temperature)
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             loss.backward()
             opt.step()
         return layout.flatten(model).detach().clone()

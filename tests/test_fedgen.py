@@ -230,7 +230,7 @@ def test_generator_round_equals_its_straightforward_form(precision, bound):
     assert got == pytest.approx(want, rel=1e-5) and want[-1] < want[0]      # it learnt
     for (name, p), q in zip(m.generator.named_parameters(), ref.parameters()):
         assert p.dtype == precision and float((p - q).detach().norm() / q.detach().norm()) <= bound, name
-    assert m.gen_opt.local["lr"] == pytest.approx(1e-2 * 0.98)               # ExponentialLR per round
+    assert m.gen_opt.param_groups[0]["lr"] == pytest.approx(1e-2 * 0.98)     # ExponentialLR per round
 
 
 def test_generator_optimiser_state_survives_a_resume():

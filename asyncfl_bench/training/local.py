@@ -12,10 +12,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.optim.adam import adam as adam_step   # torch.optim's functional forms
-from torch.optim.sgd import sgd as sgd_step
+from torch.optim.sgd import sgd as sgd_step   # torch.optim.SGD's functional form
 
 from asyncfl_bench.errors import UserError
+from asyncfl_bench.training.adam import adam_update
 from asyncfl_bench.training.flat import Layout
 
 LOCAL_DEFAULTS = {
@@ -83,38 +83,21 @@ class LocalOptimizer:
         for p in self.params:
             p.grad = None
 
-    def state_dict(self) -> dict:
-        """The learning rate and each parameter's state, in parameter order (tensors only)."""
-        return {"lr": self.local["lr"], "state": [dict(self.state.get(id(p), {})) for p in self.params]}
-
-    def load_state_dict(self, saved: dict) -> None:
-        self.local["lr"] = saved["lr"]
-        self.state = {id(p): {k: v.clone() for k, v in s.items()} for p, s in zip(self.params, saved["state"]) if s}
-
     @torch.no_grad()
     def step(self) -> None:
         local = self.local
-        params = [p for p in self.params if p.grad is not None]
-        grads = [p.grad for p in params]
-        states = [self.state.setdefault(id(p), {}) for p in params]
-        if local["optimizer"] == "sgd":
-            buffers = [s.get("momentum_buffer") for s in states]   # None at first: SGD copies the gradient
-            sgd_step(params, grads, buffers, foreach=self.foreach, weight_decay=local["weight_decay"],
-                     momentum=local["momentum"], lr=local["lr"], dampening=0.0, nesterov=False, maximize=False)
-            if local["momentum"]:
-                for s, b in zip(states, buffers):
-                    s["momentum_buffer"] = b
+        if local["optimizer"] == "adam":
+            adam_update(self.params, self.state, lr=local["lr"], betas=ADAM_BETAS, eps=ADAM_EPS,
+                        weight_decay=local["weight_decay"], fused=self.fused, foreach=None if self.fused else False)
             return
-        for p, s in zip(params, states):
-            if not s:   # Adam's state at its first step (a float32 step count when fused)
-                s["step"] = torch.tensor(0.0, dtype=torch.float32 if self.fused else torch.get_default_dtype(),
-                                         device=p.device)
-                s["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                s["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        adam_step(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], [],
-                  [s["step"] for s in states], foreach=None if self.fused else False, fused=self.fused,
-                  amsgrad=False, beta1=ADAM_BETAS[0], beta2=ADAM_BETAS[1], lr=local["lr"],
-                  weight_decay=local["weight_decay"], eps=ADAM_EPS, maximize=False)
+        params = [p for p in self.params if p.grad is not None]
+        states = [self.state.setdefault(id(p), {}) for p in params]
+        buffers = [s.get("momentum_buffer") for s in states]   # None at first: SGD copies the gradient
+        sgd_step(params, [p.grad for p in params], buffers, foreach=self.foreach, weight_decay=local["weight_decay"],
+                 momentum=local["momentum"], lr=local["lr"], dampening=0.0, nesterov=False, maximize=False)
+        if local["momentum"]:
+            for s, b in zip(states, buffers):
+                s["momentum_buffer"] = b
 
 
 def make_optimizer(params, local: dict) -> LocalOptimizer:

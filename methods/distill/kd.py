@@ -20,6 +20,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.dropout import _DropoutNd
 
 from asyncfl_bench.methods.distill.synthesis import LossGuard, SyntheticPool, default_forward, kl_per_sample
+from asyncfl_bench.training.adam import Adam
 
 
 def batch_independent(model: nn.Module) -> bool:
@@ -37,7 +38,7 @@ def distill(student: nn.Module, teachers: list[nn.Module], q: torch.Tensor, pool
     if len(pool) == 0 or not teachers:
         return []
     joint = batch_independent(student) if joint is None else joint
-    opt = torch.optim.Adam(student.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = Adam(student.parameters(), lr=lr, weight_decay=weight_decay)
     student.train()
     losses = []
     for _ in range(steps):
@@ -56,7 +57,7 @@ def distill(student: nn.Module, teachers: list[nn.Module], q: torch.Tensor, pool
         loss = loss / sum(len(x) for x in xs)
         if guard is not None:
             loss = guard("kd", loss)
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.detach().item())

@@ -29,6 +29,7 @@ from torch import nn
 
 from asyncfl_bench.methods.distill.feature_stats import BatchStats, stats_matching_loss
 from asyncfl_bench.methods.distill.teachers import teacher_weights
+from asyncfl_bench.training.adam import Adam
 
 
 def augment(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
@@ -138,13 +139,13 @@ def default_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return model(x)
 
 
-def reptile_step(meta_opt: torch.optim.Optimizer, slow: list[torch.Tensor], fast: list[torch.Tensor]) -> None:
+def reptile_step(meta_opt: Adam, slow: list[torch.Tensor], fast: list[torch.Tensor]) -> None:
     """Reptile: the slow parameters' optimiser gets θ − θ_fast as their gradient."""
-    meta_opt.zero_grad(set_to_none=True)
+    meta_opt.zero_grad()
     for p, fp in zip(slow, fast):
         p.grad = (p.detach() - fp.detach()).clone()
     meta_opt.step()
-    meta_opt.zero_grad(set_to_none=True)
+    meta_opt.zero_grad()
 
 
 class GeneratorSource:
@@ -161,7 +162,7 @@ class GeneratorSource:
         self.lr_g, self.lr_z, self.emb_weight = lr_g, lr_z, emb_weight
         self.input_mean, self.input_std = input_mean, input_std
         # eps 1e-8 (the reference uses 0): a parameter the inner steps leave unchanged would give 0/0
-        self.meta_opt = torch.optim.Adam(generator.parameters(), lr=lr_g, betas=(0.5, 0.999), eps=1e-8)
+        self.meta_opt = Adam(generator.parameters(), lr=lr_g, betas=(0.5, 0.999), eps=1e-8)
         self.fast: nn.Module | None = None
         # one fast copy for the whole run, reset from the slow generator at every synthesis
         # (its weights, BatchNorm statistics and mode): the state a fresh deep copy has
@@ -234,7 +235,7 @@ class Synthesiser:
         y = torch.multinomial(q.mean(0).cpu(), self.batch, replacement=True, generator=self.rng).to(device)
         sw = w[:, y].T                                                # (B, K): w_k(y_i)
         groups, make = self.source.begin(y)
-        opt = torch.optim.Adam(groups, betas=(0.5, 0.999))   # every group sets its own lr
+        opt = Adam(groups, betas=(0.5, 0.999))   # every group sets its own lr
         student.eval()
         best, best_x, parts = float("inf"), None, {}
         for _ in range(self.steps):
@@ -260,7 +261,7 @@ class Synthesiser:
             if value < best:
                 best, best_x = value, x.detach().clone()
             parts = {"bn": l_bn.detach().item(), "ce": l_ce.detach().item(), "adv": l_adv.detach().item()}
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             loss.backward()
             opt.step()
         self.source.end()

@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from asyncfl_bench.methods.distill.synthesis import items_with_labels, reptile_step
+from asyncfl_bench.training.adam import Adam
 
 
 def pack(embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -60,7 +61,7 @@ class SnippetSource:
         lo = max(1, math.ceil(active[0] * text))
         self.active = (lo, max(lo, math.floor(active[1] * text)))
         self.prompt = (scale * torch.randn(prompt_len, width, generator=rng)).to(device).requires_grad_()
-        self.meta_opt = torch.optim.Adam([self.prompt], lr=lr_g * steps, betas=(0.5, 0.999), eps=1e-8)
+        self.meta_opt = Adam([self.prompt], lr=lr_g * steps, betas=(0.5, 0.999), eps=1e-8)
         self.fast: torch.Tensor | None = None
 
     def draw(self, y: torch.Tensor) -> torch.Tensor:
