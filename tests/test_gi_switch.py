@@ -276,3 +276,33 @@ def test_cpu_presets_cut_the_budget_and_set_a_rate_for_it(task_name):
                      list(methods()))["method_params"]
         assert (hp["iterations"], hp["rec_max"], hp["gi_lr"]) == (50, 24, 0.1)
         assert (hp["label_model"], hp["boxed"], hp["signed"], hp["switch_margin"]) == ("soft-ce", True, True, 0.9)
+
+
+def _invert_with_torch_optim(emulator, base, target, init, seed, s):
+    """The inversion loop as torch.optim writes it: Adam and MultiStepLR (made before
+    the loop, stepped after each iteration), signed gradients; its loss per iteration."""
+    x = init.x.detach().clone().requires_grad_(True)
+    y = init.labels.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([x, y], lr=s.lr)
+    miles = [int(s.iterations * f) for f in (3 / 8, 5 / 8, 7 / 8)]
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=miles, gamma=0.1)
+    losses = []
+    for _ in range(s.iterations):
+        opt.zero_grad()
+        loss = relative_l1(emulator.delta(base, x, y, 16, seed, create_graph=True, label_model=s.label_model), target)
+        loss.backward()
+        losses.append(float(loss.detach()))
+        if s.signed:
+            x.grad.sign_()
+        opt.step()
+        sched.step()
+    return losses
+
+
+@pytest.mark.parametrize("iterations", [2, 16])   # 2: a milestone at 0, applied when the schedule is made
+def test_inversion_steps_as_torch_optims_adam_and_multisteplr(client, iterations):
+    em = LocalEmulator(build(), client["layout"], LOCAL)
+    s = InversionSettings(iterations, lr=0.1, box=None)
+    target = em.trainable(client["p1"] - client["x0"])
+    _, got = invert(em, client["x0"], target, _cold(3), 16, 1, s)
+    assert got == _invert_with_torch_optim(em, client["x0"], target, _cold(3), 1, s)

@@ -26,12 +26,14 @@ to the box. Choices the paper leaves open, made here:
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import torch
 
 from asyncfl_bench.errors import UserError
 from asyncfl_bench.methods.gi_switch.emulation import LABEL_MODELS, LocalEmulator
+from asyncfl_bench.training.adam import Adam
 
 
 @dataclass(frozen=True)
@@ -93,14 +95,20 @@ def invert(emulator: LocalEmulator, base: torch.Tensor, target: torch.Tensor, in
     s = settings
     x = init.x.detach().clone().requires_grad_(True)
     y = init.labels.detach().clone().requires_grad_(True)
-    opt = torch.optim.Adam([x, y], lr=s.lr)
-    miles = [int(s.iterations * f) for f in (3 / 8, 5 / 8, 7 / 8)]
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=miles, gamma=0.1)
+    opt = Adam([x, y], lr=s.lr)
+    # torch's MultiStepLR(milestones, gamma=0.1), made before the loop and stepped after
+    # each iteration: at count i (0 when made), lr ← lr · 0.1^(times i is a milestone)
+    miles = Counter(int(s.iterations * f) for f in (3 / 8, 5 / 8, 7 / 8))
+
+    def decay(count: int) -> None:
+        if count in miles:
+            opt.param_groups[0]["lr"] = opt.param_groups[0]["lr"] * 0.1 ** miles[count]
+    decay(0)
     target = target.detach()
     losses: list[float] = []
     best, best_loss = Recovered(x.detach().clone(), y.detach().clone(), seed), float("inf")
-    for _ in range(s.iterations):
-        opt.zero_grad(set_to_none=True)
+    for iteration in range(1, s.iterations + 1):
+        opt.zero_grad()
         est = emulator.delta(base, x, y, num_samples, seed, create_graph=True, label_model=s.label_model)
         loss = relative_l1(est, target)
         loss.backward()
@@ -113,7 +121,7 @@ def invert(emulator: LocalEmulator, base: torch.Tensor, target: torch.Tensor, in
         if s.signed:
             x.grad.sign_()
         opt.step()
-        sched.step()
+        decay(iteration)
         if s.box is not None:
             with torch.no_grad():
                 x.clamp_(*s.box)
