@@ -4,9 +4,12 @@ The first step of any ``torch.optim.Optimizer`` costs 0.6 s of a process (its
 machinery loads on first use), and every step pays its Python wrapper (~0.1 ms). The
 server's optimisers (FedRevive's synthesis and distillation, FedEcho's distillation,
 FedGen's generator) take thousands of small steps per run, so they call torch's
-functional ``adam`` directly, with the arguments and state ``torch.optim.Adam`` gives it:
-with ``fused=None`` the same kernel torch picks, bit for bit (tests/test_adam.py);
-``fused=True`` is torch's fused kernel (one pass per tensor; it rounds differently).
+functional ``adam`` directly, with the arguments and state ``torch.optim.Adam`` gives it.
+By default through torch's multi-tensor (foreach) kernel, which is what torch picks on
+a GPU; on CPU, where torch picks its per-tensor loop, foreach is the same arithmetic,
+bit for bit (tests/test_adam.py), and 1.7× faster on FedRevive's image generator (1.14
+against 1.94 ms a step). ``fused=True`` is torch's fused kernel (one pass per tensor,
+0.41 ms there; it rounds differently).
 """
 from __future__ import annotations
 
@@ -55,7 +58,7 @@ class Adam:
     def step(self) -> None:
         for group in self.param_groups:
             adam_update(group["params"], self.state, lr=group["lr"], betas=self.betas, eps=self.eps,
-                        weight_decay=self.weight_decay, fused=self.fused)
+                        weight_decay=self.weight_decay, fused=self.fused, foreach=None if self.fused else True)
 
     def _params(self) -> list[torch.Tensor]:
         return [p for group in self.param_groups for p in group["params"]]
