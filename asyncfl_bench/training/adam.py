@@ -3,9 +3,9 @@
 The first step of any ``torch.optim.Optimizer`` costs 0.6 s of a process (its
 machinery loads on first use), and every step pays its Python wrapper (~0.1 ms). The
 server's optimisers (FedRevive's synthesis and distillation, FedEcho's distillation,
-FedGen's generator) take thousands of small steps per run, so they call torch's
-functional ``adam`` directly, with the arguments and state ``torch.optim.Adam`` gives it.
-By default through torch's multi-tensor (foreach) kernel, which is what torch picks on
+FedGen's generator, GI-switch's inversion) take thousands of small steps per run, so
+they call torch's functional ``adam`` directly, with the arguments and state
+``torch.optim.Adam`` gives it. By default through torch's multi-tensor (foreach) kernel, which is what torch picks on
 a GPU; on CPU, where torch picks its per-tensor loop, foreach is the same arithmetic,
 bit for bit (tests/test_adam.py), and 1.7× faster on FedRevive's image generator (1.14
 against 1.94 ms a step). ``fused=True`` is torch's fused kernel (one pass per tensor,
@@ -69,6 +69,7 @@ class Adam:
                 "state": [dict(self.state.get(id(p), {})) for p in self._params()]}
 
     def load_state_dict(self, saved: dict) -> None:
+        """What ``state_dict`` gave, for the same parameters in the same order (copied)."""
         for group, lr in zip(self.param_groups, saved["lr"]):
             group["lr"] = lr
         self.state = {id(p): {k: v.clone() for k, v in s.items()} for p, s in zip(self._params(), saved["state"]) if s}
