@@ -147,7 +147,6 @@ class Simulator:
             return self.pending.pop(job)
         s, d, stats = self.schedule, self.data, self.log.training
         version, payload = self.jobs[job]
-        regularizer = self.method.client_regularizer(payload)
         group = [job]
         kind = self._batch_kind(payload)
         if self.batched is not None and kind is not None:
@@ -171,6 +170,7 @@ class Simulator:
             stats["batched_jobs"] += len(group)
             return results[0]
         # a regularised job (its loss term needs a module) or a lone job: one by one
+        regularizer = self.method.client_regularizer(payload)
         stats["sequential_jobs"] += 1
         stats["regularized_jobs"] += regularizer is not None and kind is None   # could not batch
         client = int(s.client[job])
